@@ -1,0 +1,39 @@
+"""dali-mixup: mixup on the GPU, fused into an NVIDIA DALI input pipeline for PyTorch.
+
+Importing this package imports neither CuPy, nor DALI, nor torchvision: the DALI-backed names
+(``DALIMixupIterator``, ``create_loader``, the pipelines) load on first use.
+"""
+
+from .config import MixMode, MixupConfig, Pairing
+from .mix import mix_images, mix_targets
+from .sampler import MixupParams, MixupSampler
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "DALIMixupIterator": "iterator",
+    "LastBatchPolicy": "iterator",
+    "create_loader": "loader",
+    "train_pipeline": "pipeline",
+    "val_pipeline": "pipeline",
+}
+
+__all__ = [
+    "MixMode",
+    "MixupConfig",
+    "MixupParams",
+    "MixupSampler",
+    "Pairing",
+    "mix_images",
+    "mix_targets",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'dali_mixup' has no attribute {name!r}")

@@ -1,0 +1,128 @@
+"""Mixup configuration: the policies (enums) and one frozen, validated dataclass.
+
+Mixup: Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018,
+https://arxiv.org/abs/1710.09412
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Optional, Union
+
+
+class MixMode(str, enum.Enum):
+    """How many λ values a batch draws (the names and meanings are timm's).
+
+    Worked example, batch of 4, pairing ``flip`` (partners 3, 2, 1, 0):
+
+    * ``BATCH``: one λ for the whole batch, e.g. λ = [0.7, 0.7, 0.7, 0.7].
+    * ``ELEM``: one λ per sample, e.g. λ = [0.7, 0.2, 0.9, 0.4].
+    * ``PAIR``: one λ per mutual pair (i, perm[i]), both members weight themselves by it,
+      e.g. λ = [0.7, 0.2, 0.2, 0.7]. Needs a pairing that is its own inverse (``flip`` or
+      ``derangement``, which in this mode draws a random perfect matching).
+    """
+
+    BATCH = "batch"
+    ELEM = "elem"
+    PAIR = "pair"
+
+
+class Pairing(str, enum.Enum):
+    """How each sample i finds its partner perm[i].
+
+    Worked example, batch of 4:
+
+    * ``DERANGEMENT``: a uniformly random permutation with no fixed point, e.g. [2, 0, 3, 1];
+      nobody mixes with itself. A batch of 1 is left as it is (perm = [0]).
+    * ``FLIP``: perm = [3, 2, 1, 0], as timm (``x.flip(0)``); with an odd batch the middle
+      sample is its own partner, i.e. unmixed.
+    * ``ROLL``: perm = [3, 0, 1, 2], as torchvision's ``MixUp`` (``x.roll(1, 0)``).
+    """
+
+    DERANGEMENT = "derangement"
+    FLIP = "flip"
+    ROLL = "roll"
+
+
+def _check_real(name: str, value, *, low=None, high=None, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"MixupConfig.{name} must be a real number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    bad = not math.isfinite(v)
+    if low is not None:
+        bad |= v <= low if low_open else v < low
+    if high is not None:
+        bad |= v >= high if high_open else v > high
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        rng = f"{lo}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{hi}"
+        raise ValueError(f"MixupConfig.{name} must be in {rng}, got {value!r}")
+    return v
+
+
+def _check_enum(name: str, enum_type, value):
+    try:
+        return enum_type(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_type)
+        raise ValueError(f"MixupConfig.{name} must be one of {allowed}; got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class MixupConfig:
+    """What mixup does to each batch. Validated when constructed.
+
+    Args:
+        alpha: first Beta parameter, > 0.
+        beta: second Beta parameter, > 0; defaults to ``alpha``. λ ~ Beta(alpha, beta) is the
+            weight a sample keeps of itself.
+        prob: chance that a sample (``elem``/``pair``) or the whole batch (``batch``) is mixed;
+            applied exactly once. An unmixed sample has λ = 1.
+        mode: ``MixMode`` or its string value.
+        pairing: ``Pairing`` or its string value.
+        label_smoothing: ε in [0, 1); targets are 1 − ε + ε/C on the class and ε/C elsewhere,
+            as ``torch.nn.CrossEntropyLoss`` and timm.
+        num_classes: number of classes C (>= 1); ``None`` lets ``create_loader`` take it from
+            the dataset.
+        enabled: ``False`` switches mixup off (λ = 1, perm = identity), e.g. for the last epochs.
+    """
+
+    alpha: float = 1.0
+    beta: Optional[float] = None
+    prob: float = 1.0
+    mode: Union[MixMode, str] = MixMode.BATCH
+    pairing: Union[Pairing, str] = Pairing.DERANGEMENT
+    label_smoothing: float = 0.0
+    num_classes: Optional[int] = None
+    enabled: bool = True
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "alpha", _check_real("alpha", self.alpha, low=0.0, low_open=True))
+        beta = self.alpha if self.beta is None else self.beta
+        set_(self, "beta", _check_real("beta", beta, low=0.0, low_open=True))
+        set_(self, "prob", _check_real("prob", self.prob, low=0.0, high=1.0))
+        set_(self, "mode", _check_enum("mode", MixMode, self.mode))
+        set_(self, "pairing", _check_enum("pairing", Pairing, self.pairing))
+        set_(
+            self,
+            "label_smoothing",
+            _check_real("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True),
+        )
+        if self.num_classes is not None:
+            if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, numbers.Integral):
+                raise TypeError(f"MixupConfig.num_classes must be an int, got {self.num_classes!r}")
+            if self.num_classes < 1:
+                raise ValueError(f"MixupConfig.num_classes must be >= 1, got {self.num_classes!r}")
+            set_(self, "num_classes", int(self.num_classes))
+        if not isinstance(self.enabled, bool):
+            raise TypeError(f"MixupConfig.enabled must be a bool, got {self.enabled!r}")
+        if self.mode is MixMode.PAIR and self.pairing is Pairing.ROLL:
+            raise ValueError(
+                "MixupConfig.mode='pair' needs mutual partners; pairing='roll' is not its own "
+                "inverse. Use pairing='flip' or 'derangement'."
+            )

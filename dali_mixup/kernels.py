@@ -1,0 +1,135 @@
+"""The CUDA side of mixup: named, module-level CuPy ``ElementwiseKernel``s and thin launchers.
+
+The kernels are pure functions of ``(x, lam, perm)``. Their CUDA source lives in the string
+constants below so that tests can compile it with NVRTC for sm_80/sm_90 and run it on the host
+(as C++) against the CPU twin without a GPU. CuPy is imported only when a kernel is launched.
+
+Numerics, shared bit for bit with ``dali_mixup.cpu``:
+``y = fma(1 - lam, float(x[j]), fl(lam * float(x[i])))`` in float32: one rounded product and one
+fused multiply-add (``__fmul_rn``, ``__fmaf_rn``), which is what torch's CPU ``add(..., alpha=)``
+computes where its CPU capability has FMA (AVX2, AVX-512, NEON); λ = 1 copies ``x[i]`` without
+reading the partner. Stores:
+uint8 rounds half to even (``rintf``) and saturates; float16 and bfloat16 round to nearest
+even. bfloat16 travels as its int16 bit pattern (CuPy has no bfloat16 type).
+"""
+
+from __future__ import annotations
+
+import functools
+
+MIX_PREAMBLE = r"""
+__device__ __forceinline__ float dm_load(unsigned char v) { return (float)v; }
+__device__ __forceinline__ float dm_load(float v) { return v; }
+__device__ __forceinline__ float dm_load(float16 v) { return (float)v; }
+__device__ __forceinline__ float dm_load(short v) {  /* bfloat16 bits */
+    return __uint_as_float(((unsigned int)(unsigned short)v) << 16);
+}
+__device__ __forceinline__ void dm_store(float y, unsigned char& o) {
+    o = (unsigned char)fminf(fmaxf(rintf(y), 0.0f), 255.0f);
+}
+__device__ __forceinline__ void dm_store(float y, float& o) { o = y; }
+__device__ __forceinline__ void dm_store(float y, float16& o) { o = float16(y); }
+__device__ __forceinline__ void dm_store(float y, short& o) {  /* bfloat16, nearest even */
+    unsigned int u = __float_as_uint(y);
+    if ((u & 0x7fffffffu) > 0x7f800000u) { o = (short)0x7fc0; return; }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    o = (short)(unsigned short)(u >> 16);
+}
+"""
+
+# i: flat index of the output element in memory order; n: its sample; j: the same element
+# of the partner sample. Reads x[i] and (when λ != 1) x[j]; writes out once.
+MIX_IMAGES_OP = r"""
+const long long n = (long long)i / sample_size;
+const float l = lam[n];
+float y;
+if (l == 1.0f) {
+    y = dm_load(x[i]);
+} else {
+    const long long j = perm[n] * sample_size + ((long long)i - n * sample_size);
+    y = __fmaf_rn(1.0f - l, dm_load(x[j]), __fmul_rn(l, dm_load(x[i])));
+}
+dm_store(y, out);
+"""
+
+MIX_IMAGES_PARAMS = "raw T x, raw float32 lam, raw int64 perm, int64 sample_size"
+MIX_IMAGES_OUT = "U out"
+
+# One output element per (sample, class): the sample's own smoothed one-hot weighted by λ plus
+# its partner's weighted by 1 − λ. Rows sum to 1 when both share a class.
+MIX_TARGETS_OP = r"""
+const long long n = (long long)i / num_classes;
+const long long c = (long long)i - n * num_classes;
+const float l = lam[n];
+const float ta = ((long long)labels[n] == c) ? on_value : off_value;
+const float tb = ((long long)labels[perm[n]] == c) ? on_value : off_value;
+out = __fadd_rn(__fmul_rn(l, ta), __fmul_rn(1.0f - l, tb));
+"""
+
+MIX_TARGETS_PARAMS = (
+    "raw L labels, raw float32 lam, raw int64 perm, int64 num_classes, float32 on_value, float32 off_value"
+)
+MIX_TARGETS_OUT = "float32 out"
+
+
+@functools.lru_cache(maxsize=None)
+def _mix_images_kernel():
+    import cupy
+
+    return cupy.ElementwiseKernel(
+        MIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_IMAGES_OP, name="dali_mixup_mix_images", preamble=MIX_PREAMBLE
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _mix_targets_kernel():
+    import cupy
+
+    return cupy.ElementwiseKernel(MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP, name="dali_mixup_mix_targets")
+
+
+def _cupy_view(t):
+    """Zero-copy CuPy view of a CUDA torch tensor; bfloat16 is viewed as its int16 bits."""
+    import cupy
+    import torch
+
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return cupy.from_dlpack(t)
+
+
+def _on_torch_stream(device):
+    """CuPy device + stream context matching torch's current stream on ``device``."""
+    import contextlib
+
+    import cupy
+    import torch
+
+    stream = torch.cuda.current_stream(device)
+    ctx = contextlib.ExitStack()
+    ctx.enter_context(cupy.cuda.Device(device.index))
+    ctx.enter_context(cupy.cuda.ExternalStream(stream.cuda_stream, device.index))
+    return ctx
+
+
+def launch_mix_images(x_flat, lam, perm, sample_size: int, out_flat) -> None:
+    """Launch the image kernel on torch's current stream. All arguments are CUDA tensors on one
+    device; ``x_flat``/``out_flat`` are 1-D dense views in memory order."""
+    with _on_torch_stream(x_flat.device):
+        _mix_images_kernel()(_cupy_view(x_flat), _cupy_view(lam), _cupy_view(perm), sample_size, _cupy_view(out_flat))
+
+
+def launch_mix_targets(labels, lam, perm, num_classes: int, on_value, off_value, out) -> None:
+    """Launch the target kernel on torch's current stream; ``out`` is a dense (N, C) float32."""
+    import numpy as np
+
+    with _on_torch_stream(out.device):
+        _mix_targets_kernel()(
+            _cupy_view(labels),
+            _cupy_view(lam),
+            _cupy_view(perm),
+            num_classes,
+            np.float32(on_value),
+            np.float32(off_value),
+            _cupy_view(out.view(-1)),
+        )

@@ -1,0 +1,169 @@
+"""Kernel verification without a GPU: the kernels' CUDA source, wrapped the way CuPy's
+ElementwiseKernel wraps it (CuPy's own ``carray.cuh``/``float16.cuh``, ``CArray`` arguments,
+``CUPY_FOR`` loop, ``out`` bound by reference), compiled with NVRTC; and the same operation
+compiled as host C++ so it can run here against the CPU twin."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+from dali_mixup import kernels
+
+# (type name in the kernel, numpy dtype name, torch dtype name)
+TYPES = {
+    "uint8": ("unsigned char", "uint8"),
+    "float16": ("float16", "float16"),
+    "bfloat16": ("short", "int16"),  # bfloat16 travels as int16 bits
+    "float32": ("float", "float32"),
+}
+
+
+def cupy_include_dir():
+    try:
+        import cupy  # noqa: F401  (imports without a GPU)
+    except Exception:  # pragma: no cover
+        return None
+    import cupy as cp
+
+    return pathlib.Path(cp.__file__).parent / "_core" / "include"
+
+
+def cuda_include_dirs():
+    dirs = []
+    for cand in [os.environ.get("CUDA_HOME", ""), "/usr/local/cuda"]:
+        if cand and (pathlib.Path(cand) / "include" / "cuda_fp16.h").exists():
+            dirs.append(pathlib.Path(cand) / "include")
+    for p in sys.path:
+        for sub in ("nvidia/cu13/include", "nvidia/cuda_runtime/include"):
+            if (pathlib.Path(p) / sub / "cuda_fp16.h").exists():
+                dirs.append(pathlib.Path(p) / sub)
+    return dirs
+
+
+def elementwise_source(name, params, out, op, preamble, types):
+    """CUDA source shaped like CuPy's ElementwiseKernel output for ``raw`` inputs and one
+    output. ``types`` maps the placeholders (T, U, L) to C types."""
+    args, binds = [], []
+    for p in params.split(","):
+        parts = p.split()
+        raw = parts[0] == "raw"
+        ctype, pname = parts[-2], parts[-1]
+        ctype = {"float32": "float", "int64": "long long"}.get(ctype, ctype)
+        if raw:
+            args.append(f"CArray<{ctype}, 1, true, false> {pname}")
+        else:
+            args.append(f"{ctype} {pname}")
+    otype, oname = out.split()
+    otype = {"float32": "float"}.get(otype, otype)
+    typedefs = "".join(f"typedef {c} {t};\n" for t, c in types.items())
+    return (
+        "#include <cupy/carray.cuh>\n#include <cupy/float16.cuh>\n"
+        + typedefs
+        + preamble
+        + f'\nextern "C" __global__ void {name}({", ".join(args)}, '
+        f"CArray<{otype}, 1, true, false> _raw_{oname}, long long _n) {{\n"
+        f"  CUPY_FOR(i, _n) {{\n    {otype} &{oname} = _raw_{oname}[i];\n{op}\n  }}\n}}\n"
+    )
+
+
+def image_kernel_source(in_dtype, out_dtype):
+    t, u = TYPES[in_dtype][0], TYPES[out_dtype][0]
+    return elementwise_source(
+        f"dali_mixup_mix_images_{in_dtype}_{out_dtype}",
+        kernels.MIX_IMAGES_PARAMS,
+        kernels.MIX_IMAGES_OUT,
+        kernels.MIX_IMAGES_OP,
+        kernels.MIX_PREAMBLE,
+        {"T": t, "U": u},
+    )
+
+
+def target_kernel_source(label_ctype="long long"):
+    return elementwise_source(
+        "dali_mixup_mix_targets",
+        kernels.MIX_TARGETS_PARAMS,
+        kernels.MIX_TARGETS_OUT,
+        kernels.MIX_TARGETS_OP,
+        "",
+        {"L": label_ctype},
+    )
+
+
+def nvrtc_compile(source: str, arch: str, name: str = "kernel.cu") -> bytes:
+    """Compile with NVRTC for ``arch`` (e.g. 'sm_90'); returns the cubin; raises with the log."""
+    from cuda.bindings import nvrtc
+
+    def check(res):
+        err = res[0] if isinstance(res, tuple) else res
+        if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise RuntimeError(f"NVRTC error {err}")
+        return res[1:] if isinstance(res, tuple) and len(res) > 1 else None
+
+    (prog,) = check(nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []))
+    opts = [f"--gpu-architecture={arch}".encode(), b"--std=c++17"]
+    inc = cupy_include_dir()
+    if inc is not None:
+        opts += [f"-I{inc}".encode(), f"-I{inc / 'cupy' / '_cccl' / 'libcudacxx'}".encode()]
+    opts += [f"-I{d}".encode() for d in cuda_include_dirs()]
+    res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+    (size,) = check(nvrtc.nvrtcGetProgramLogSize(prog))
+    log = b" " * size
+    nvrtc.nvrtcGetProgramLog(prog, log)
+    if res[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        raise RuntimeError(f"NVRTC failed for {arch}:\n{log.decode(errors='replace')}\n--- source ---\n{source}")
+    (size,) = check(nvrtc.nvrtcGetCUBINSize(prog))
+    cubin = b" " * size
+    check(nvrtc.nvrtcGetCUBIN(prog, cubin))
+    return cubin
+
+
+HOST_PRELUDE = r"""
+#include <cmath>
+#include <cstring>
+#include <cstdint>
+#define __device__
+#define __forceinline__ inline
+typedef _Float16 float16;
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fmaf_rn(float a, float b, float c) { return std::fmaf(a, b, c); }
+static inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
+static inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
+"""
+
+
+def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
+    """The kernels' operations compiled as host C++ (g++ -ffp-contract=off), one entry per
+    (in, out) dtype pair: ``mix_<in>_<out>(x, lam, perm, sample_size, out, total)`` and
+    ``targets(labels, lam, perm, num_classes, on, off, out, total)``."""
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        raise FileNotFoundError("no C++ compiler")
+    src = [HOST_PRELUDE, kernels.MIX_PREAMBLE]
+    for a, (ta, _) in TYPES.items():
+        for b, (tb, _) in TYPES.items():
+            src.append(
+                f'extern "C" void mix_{a}_{b}(const {ta}* x, const float* lam, const long long* perm, '
+                f"long long sample_size, {tb}* _raw_out, long long total) {{\n"
+                f"  for (long long i = 0; i < total; ++i) {{ {tb}& out = _raw_out[i];\n{kernels.MIX_IMAGES_OP}\n  }}\n}}\n"
+            )
+    src.append(
+        'extern "C" void targets(const long long* labels, const float* lam, const long long* perm, '
+        "long long num_classes, float on_value, float off_value, float* _raw_out, long long total) {\n"
+        f"  for (long long i = 0; i < total; ++i) {{ float& out = _raw_out[i];\n{kernels.MIX_TARGETS_OP}\n  }}\n}}\n"
+    )
+    cpp = tmpdir / "dali_mixup_host.cpp"
+    so = tmpdir / "dali_mixup_host.so"
+    cpp.write_text("\n".join(src))
+    subprocess.run(
+        [cxx, "-O2", "-std=c++17", "-ffp-contract=off", "-fPIC", "-shared", str(cpp), "-o", str(so)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return ctypes.CDLL(str(so))

@@ -1,0 +1,69 @@
+"""The CuPy kernels on a real GPU against the CPU twin (marker ``gpu``; skipped without one)."""
+
+import pytest
+import torch
+
+from dali_mixup import MixupConfig, MixupParams, MixupSampler, mix_images, mix_targets
+
+pytestmark = pytest.mark.gpu
+DTYPES = [torch.uint8, torch.float16, torch.bfloat16, torch.float32]
+
+
+def images(shape, dtype, seed=0, channels_last=False, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8) if dtype == torch.uint8 else (torch.randn(shape, generator=g) * 40).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    return x.to(device)
+
+
+@pytest.mark.parametrize("in_dtype", DTYPES)
+@pytest.mark.parametrize("out_dtype", DTYPES)
+@pytest.mark.parametrize("shape, cl", [((33, 3, 17, 19), False), ((33, 3, 17, 19), True), ((8, 24, 24, 3), False), ((5, 64, 101), False)])
+def test_cuda_equals_cpu_twin(in_dtype, out_dtype, shape, cl):
+    x = images(shape, in_dtype, seed=1, channels_last=cl)
+    if out_dtype == torch.uint8 and in_dtype != torch.uint8:
+        x = x.float().abs().to(in_dtype)
+    n = shape[0]
+    params = MixupSampler(MixupConfig(alpha=0.4, mode="elem", prob=0.9), n).sample(n)
+    want = mix_images(x, params, dtype=out_dtype)
+    got = mix_images(x.cuda(), params, dtype=out_dtype)
+    assert got.is_cuda and got.stride() == want.stride()
+    got = got.cpu()
+    if out_dtype == torch.float32:
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert torch.equal(got.view(-1).view(torch.uint8), want.view(-1).view(torch.uint8))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("label_dtype", [torch.int64, torch.int32])
+def test_cuda_targets_equal_cpu_twin(eps, label_dtype):
+    n, c = 64, 1000
+    labels = torch.randint(0, c, (n,), dtype=label_dtype)
+    labels[1] = labels[0]
+    params = MixupSampler(MixupConfig(alpha=0.4, mode="elem"), 2).sample(n)
+    want = mix_targets(labels, params, c, eps)
+    got = mix_targets(labels.cuda(), params, c, eps)
+    assert got.is_cuda
+    assert torch.equal(got.cpu(), want)
+
+
+def test_runs_on_torch_current_stream_and_writes_out_in_place():
+    x = images((16, 3, 64, 64), torch.float32, device="cuda")
+    params = MixupSampler(MixupConfig(alpha=1.0, mode="elem"), 0).sample(16)
+    s = torch.cuda.Stream()
+    out = torch.empty_like(x)
+    ptr = out.data_ptr()
+    with torch.cuda.stream(s):
+        torch.cuda.current_stream().wait_stream(torch.cuda.default_stream())
+        res = mix_images(x, params, out=out)
+        y = res * 1  # queued behind the kernel on the same stream
+    s.synchronize()
+    assert res.data_ptr() == ptr
+    torch.testing.assert_close(y.cpu(), mix_images(x.cpu(), params), rtol=1e-6, atol=1e-6)
+
+
+def test_cuda_alias_is_refused():
+    x = images((4, 3, 8, 8), torch.float32, device="cuda")
+    with pytest.raises(ValueError, match="alias"):
+        mix_images(x, MixupParams([0.5] * 4, [1, 0, 3, 2]), out=x)

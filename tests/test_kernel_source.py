@@ -1,0 +1,113 @@
+"""The CUDA kernels verified without a GPU: compiled with NVRTC for sm_80 and sm_90 (with CuPy's
+own headers, the way ElementwiseKernel wraps the operation), and the same operation compiled
+as host C++ and run against the CPU twin, bit for bit."""
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+
+import cuda_harness as h
+from dali_mixup import MixupConfig, MixupParams, MixupSampler, mix_images, mix_targets
+
+DT = list(h.TYPES)
+TORCH = {"uint8": torch.uint8, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def _nvrtc_reason():
+    try:
+        from cuda.bindings import nvrtc
+
+        err, major, minor = nvrtc.nvrtcVersion()
+        return None
+    except Exception as e:  # noqa: BLE001
+        return f"no NVRTC here ({e}); install cuda-bindings"
+
+
+@pytest.mark.skipif(_nvrtc_reason() is not None, reason=str(_nvrtc_reason()))
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nvrtc_compiles_every_kernel(arch):
+    compiled = []
+    for a in DT:
+        for b in DT:
+            cubin = h.nvrtc_compile(h.image_kernel_source(a, b), arch, f"mix_{a}_{b}.cu")
+            assert len(cubin) > 0
+            compiled.append(f"{a}->{b}")
+    for label_type in ["long long", "int"]:
+        assert len(h.nvrtc_compile(h.target_kernel_source(label_type), arch, "targets.cu")) > 0
+    print(f"NVRTC compiled {len(compiled)} image kernels and 2 target kernels for {arch}")
+
+
+def test_nvrtc_rejects_broken_source():
+    if _nvrtc_reason():
+        pytest.skip(_nvrtc_reason())
+    with pytest.raises(RuntimeError, match="NVRTC failed"):
+        h.nvrtc_compile(h.image_kernel_source("uint8", "uint8").replace("dm_load(x[i])", "dm_lod(x[i])"), "sm_90")
+
+
+@pytest.fixture(scope="module")
+def host_lib(tmp_path_factory):
+    try:
+        return h.host_library(tmp_path_factory.mktemp("host"))
+    except FileNotFoundError as e:
+        pytest.skip(f"no C++ compiler: {e}")
+
+
+def _ptr(t):
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def random_images(shape, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.uint8:
+        return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+    return (torch.randn(shape, generator=g) * 50).to(dtype)
+
+
+def requires_fma():
+    cap = torch.backends.cpu.get_cpu_capability()
+    if cap in ("DEFAULT", "NO AVX"):
+        pytest.skip(f"torch CPU capability {cap}: vectorised add(alpha=) has no FMA here")
+
+
+@pytest.mark.parametrize("a", DT)
+@pytest.mark.parametrize("b", DT)
+@pytest.mark.parametrize("shape", [(7, 3, 11, 13), (2, 1), (5, 257)])
+def test_host_compiled_kernel_equals_cpu_twin(host_lib, a, b, shape):
+    requires_fma()
+    x = random_images(shape, TORCH[a], seed=sum(shape))
+    if b == "uint8" and a != "uint8":
+        x = x.float().abs().clamp(max=300).to(TORCH[a])  # exercises saturation too
+    n = shape[0]
+    params = MixupSampler(MixupConfig(alpha=0.5, mode="elem", prob=0.8), n).sample(n)
+    if n >= 5:  # pin λ = 0, 0.5 and 1 too
+        lam = params.lam.clone()
+        lam[:3] = torch.tensor([0.0, 0.5, 1.0])
+        params = MixupParams(lam, params.perm)
+    want = mix_images(x, params, dtype=TORCH[b])
+    xs = x.view(torch.int16) if a == "bfloat16" else x
+    got = torch.empty_like(x, dtype=TORCH[b])
+    gs = got.view(torch.int16) if b == "bfloat16" else got
+    getattr(host_lib, f"mix_{a}_{b}")(
+        _ptr(xs), _ptr(params.lam), _ptr(params.perm), ctypes.c_longlong(x.numel() // n), _ptr(gs),
+        ctypes.c_longlong(x.numel()),
+    )
+    assert torch.equal(got.view(-1).view(torch.uint8), want.view(-1).view(torch.uint8)), (a, b)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_host_compiled_target_kernel_equals_cpu_twin(host_lib, eps):
+    n, c = 9, 7
+    labels = torch.tensor([0, 6, 3, 3, 1, 2, 5, 4, 0], dtype=torch.int64)
+    params = MixupSampler(MixupConfig(alpha=1.0, mode="elem"), 1).sample(n)
+    want = mix_targets(labels, params, c, eps)
+    from dali_mixup.mix import smoothing_values
+
+    on, off = smoothing_values(c, eps)
+    got = torch.empty(n, c, dtype=torch.float32)
+    host_lib.targets(
+        _ptr(labels), _ptr(params.lam), _ptr(params.perm), ctypes.c_longlong(c), ctypes.c_float(on),
+        ctypes.c_float(off), _ptr(got), ctypes.c_longlong(n * c),
+    )
+    assert torch.equal(got, want)
