@@ -1,0 +1,168 @@
+"""``DALIMixupIterator``: a drop-in for DALI's ``DALIClassificationIterator`` that hands out
+mixed batches and soft targets.
+
+It is DALI's own PyTorch iterator (same constructor, epoch accounting, shards,
+``last_batch_policy``, ``len()``, ``reset()``) with mixup applied to each batch it yields. With
+DALI's default (dynamic) executor the plain iterator hands out DALI's buffers through DLPack;
+here the mixup kernel reads that buffer in place (stream-ordered: DALI's ``__dlpack__`` makes
+torch's current stream wait for the producer) and writes the tensor handed out, so mixing is
+the one pass over the batch. Tensors handed out are owned by torch and stay valid.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from nvidia.dali.pipeline import Pipeline
+from nvidia.dali.plugin.base_iterator import LastBatchPolicy
+from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+from .config import MixupConfig
+from .mix import IMAGE_DTYPES, mix_images, mix_targets
+from .sampler import MixupParams, MixupSampler
+
+__all__ = ["DALIMixupIterator", "LastBatchPolicy"]
+
+
+def _shard_seed(seed: int, index: int) -> int:
+    """Independent sampler seeds for the pipelines/shards of one run, derived from ``seed``."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _label_indices(label: torch.Tensor) -> torch.Tensor:
+    """(N,) int64 class indices from the reader's labels: int32 (N, 1) for files, or the
+    zero-padded ASCII bytes (N, L) of WebDataset ``cls`` members."""
+    if label.dtype == torch.uint8:  # WebDataset .cls text
+        rows = label.cpu().numpy()
+        out = []
+        for row in rows:
+            text = bytes(row).rstrip(b"\x00").strip()
+            try:
+                out.append(int(text))
+            except ValueError:
+                raise ValueError(f"a WebDataset 'cls' member is not an ASCII integer: {text[:20]!r}") from None
+        return torch.tensor(out, dtype=torch.int64)
+    if label.is_floating_point():
+        raise TypeError(f"labels must be integers, the pipeline produced {label.dtype}")
+    return label.reshape(label.shape[0], -1)[:, 0].to(torch.int64)
+
+
+class DALIMixupIterator(DALIGenericIterator):
+    """DALI classification iterator with mixup.
+
+    Takes the arguments of ``nvidia.dali.plugin.pytorch.DALIClassificationIterator`` (the
+    pipelines must return ``(images, labels)``), plus:
+
+    Args:
+        mixup: a ``MixupConfig`` (its ``num_classes`` or ``num_classes`` here is required);
+            ``None`` or ``enabled=False`` gives DALI's iterator with one-hot soft targets.
+        seed: seeds the mixup sampler (one independent stream per pipeline and shard).
+        num_classes: C; overrides ``mixup.num_classes``.
+        dtype: dtype of the images handed out (default: what the pipeline produces); e.g.
+            ``torch.bfloat16``, which DALI cannot produce, is cast by the mixup kernel.
+
+    Yields:
+        ``[{"data": (N, ...) mixed images, "label": (N, C) float32 soft targets,
+        "lam": (N,) float32, "perm": (N,) int64, "label_index": (N,) int64}]``, one dict per
+        pipeline. ``data``, ``label`` and ``label_index`` are on the pipeline's device (CUDA
+        for a GPU pipeline); ``lam`` and ``perm`` are the CPU tensors the sampler drew, as used
+        by the kernel. Two-loss form: ``lam*CE(out, y) + (1-lam)*CE(out, y[perm])``.
+
+    ``last_batch_policy`` (DALI's ``LastBatchPolicy``), 7 samples, batch 2, one shard:
+    PARTIAL yields [1,2] [3,4] [5,6] [7] (mixup never pairs with padding: the short batch is
+    mixed within itself); FILL yields [1,2] [3,4] [5,6] [7,7] with a padded reader (or [7,1]
+    without); DROP yields [1,2] [3,4] [5,6].
+    """
+
+    def __init__(
+        self,
+        pipelines: Union[List[Pipeline], Pipeline],
+        size: int = -1,
+        reader_name: Optional[str] = None,
+        auto_reset: Union[str, bool, None] = False,
+        fill_last_batch: Optional[bool] = None,
+        dynamic_shape: Optional[bool] = False,
+        last_batch_padded: bool = False,
+        last_batch_policy: LastBatchPolicy = LastBatchPolicy.FILL,
+        prepare_first_batch: bool = True,
+        *,
+        mixup: Optional[MixupConfig] = None,
+        seed: int = 0,
+        num_classes: Optional[int] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        if mixup is None:
+            mixup = MixupConfig(enabled=False, num_classes=num_classes)
+        if not isinstance(mixup, MixupConfig):
+            raise TypeError(f"mixup must be a MixupConfig or None, got {type(mixup).__name__}")
+        num_classes = num_classes if num_classes is not None else mixup.num_classes
+        if num_classes is None:
+            raise ValueError("num_classes: give it here or in MixupConfig.num_classes")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        if dtype is not None and dtype not in IMAGE_DTYPES:
+            raise TypeError(f"dtype must be one of {IMAGE_DTYPES}, got {dtype!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        pipes = pipelines if isinstance(pipelines, list) else [pipelines]
+        self.mixup = mixup
+        self.num_classes = int(num_classes)
+        self._dtype = dtype
+        self._seed = int(seed)
+        self._samplers = [
+            MixupSampler(mixup, _shard_seed(self._seed, self._pipe_shard(p, reader_name, i))) for i, p in enumerate(pipes)
+        ]
+        super().__init__(
+            pipelines,
+            ["data", "label"],
+            size=size,
+            reader_name=reader_name,
+            auto_reset=auto_reset,
+            fill_last_batch=fill_last_batch,
+            dynamic_shape=dynamic_shape,
+            last_batch_padded=last_batch_padded,
+            last_batch_policy=last_batch_policy,
+            prepare_first_batch=prepare_first_batch,
+        )
+
+    @staticmethod
+    def _pipe_shard(pipe: Pipeline, reader_name: Optional[str], index: int) -> int:
+        if reader_name:
+            pipe.build()
+            return int(pipe.reader_meta(reader_name)["shard_id"])
+        return index
+
+    def __next__(self) -> List[Dict[str, torch.Tensor]]:
+        batches = super().__next__()
+        return [self._mix(i, b) for i, b in enumerate(batches)]
+
+    def _mix(self, index: int, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        x = batch["data"]
+        labels = _label_indices(batch["label"])
+        n = x.shape[0]
+        if labels.shape[0] != n:
+            raise RuntimeError(f"the pipeline returned {n} images but {labels.shape[0]} labels")
+        if n and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            bad = sorted(set(labels[(labels < 0) | (labels >= self.num_classes)].tolist()))
+            raise ValueError(f"labels {bad[:10]} are outside [0, num_classes={self.num_classes})")
+        params = self._samplers[index].sample(n)
+        out_dtype = self._dtype or x.dtype
+        if self.mixup.enabled or out_dtype != x.dtype:
+            images = mix_images(x, params, dtype=out_dtype)
+        else:
+            images = x
+        labels = labels.to(x.device, non_blocking=True)
+        targets = mix_targets(labels, params, self.num_classes, self.mixup.label_smoothing)
+        return {"data": images, "label": targets, "lam": params.lam, "perm": params.perm, "label_index": labels}
+
+    # -- resume ------------------------------------------------------------------------------
+    def sampler_state(self) -> List[dict]:
+        return [s.state_dict() for s in self._samplers]
+
+    def load_sampler_state(self, states: List[dict]) -> None:
+        if len(states) != len(self._samplers):
+            raise ValueError(f"state has {len(states)} samplers, this iterator has {len(self._samplers)}")
+        for s, st in zip(self._samplers, states):
+            s.load_state_dict(st)

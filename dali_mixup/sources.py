@@ -1,0 +1,167 @@
+"""Where the samples come from: an ImageFolder root, a file list, or WebDataset shards.
+
+``resolve_source`` turns what the user passed into a ``Source``: the explicit file and label
+lists the DALI reader gets (so nothing is listed twice and files can be checked up front), or
+the shard paths for ``fn.readers.webdataset``. Pure Python: no DALI import.
+"""
+
+from __future__ import annotations
+
+import enum
+import glob
+import os
+import tarfile
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+# torchvision's IMG_EXTENSIONS
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# WebDataset member extensions read as the image and as the class
+WDS_IMAGE_EXT = "jpg;jpeg;png"
+WDS_LABEL_EXT = "cls"
+
+PathLike = Union[str, os.PathLike]
+
+
+class SourceKind(str, enum.Enum):
+    FOLDER = "folder"
+    FILE_LIST = "file_list"
+    WEBDATASET = "webdataset"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved data source.
+
+    Attributes:
+        kind: ``SourceKind``.
+        files: image paths (folder and file list), in a fixed order.
+        labels: class index of each file.
+        classes: class names; for a folder the sorted sub-folder names (as torchvision's
+            ImageFolder), for a file list and shards the class indices as strings.
+        shards: ``.tar`` paths (WebDataset).
+    """
+
+    kind: SourceKind
+    files: Tuple[str, ...] = ()
+    labels: Tuple[int, ...] = ()
+    classes: Tuple[str, ...] = ()
+    shards: Tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def _folder(root: str) -> Source:
+    if not os.path.isdir(root):
+        raise ValueError(f"root: {root!r} is not a directory" if os.path.exists(root) else f"root: {root!r} does not exist")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise ValueError(f"root: {root!r} is not readable")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if not classes:
+        raise ValueError(f"root: {root!r} has no class folders (expected root/<class>/<image>)")
+    files, labels = [], []
+    for index, name in enumerate(classes):
+        for dirpath, _, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
+            for fname in sorted(names):
+                if fname.lower().endswith(IMG_EXTENSIONS):
+                    files.append(os.path.join(dirpath, fname))
+                    labels.append(index)
+    if not files:
+        raise ValueError(f"root: {root!r} has class folders but no images with extensions {IMG_EXTENSIONS}")
+    return Source(SourceKind.FOLDER, tuple(files), tuple(labels), tuple(classes))
+
+
+def _file_list(path: str) -> Source:
+    if not os.path.isfile(path):
+        raise ValueError(f"file_list: {path!r} does not exist or is not a file")
+    base = os.path.dirname(os.path.abspath(path))
+    files, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2:
+                raise ValueError(f"file_list: {path}:{lineno}: expected '<path> <label>', got {line!r}")
+            name, label = parts
+            try:
+                label = int(label)
+            except ValueError:
+                raise ValueError(f"file_list: {path}:{lineno}: label {label!r} is not an integer") from None
+            if label < 0:
+                raise ValueError(f"file_list: {path}:{lineno}: label {label} is negative")
+            full = name if os.path.isabs(name) else os.path.join(base, name)
+            if not os.path.isfile(full):
+                raise ValueError(f"file_list: {path}:{lineno}: file {full!r} does not exist")
+            files.append(full)
+            labels.append(label)
+    if not files:
+        raise ValueError(f"file_list: {path!r} lists no files")
+    return Source(SourceKind.FILE_LIST, tuple(files), tuple(labels), tuple(str(i) for i in range(max(labels) + 1)))
+
+
+def _shard_paths(shards) -> Tuple[str, ...]:
+    if isinstance(shards, (str, os.PathLike)):
+        s = os.fspath(shards)
+        if os.path.isdir(s):
+            paths = sorted(glob.glob(os.path.join(s, "*.tar")))
+        elif any(c in s for c in "*?["):
+            paths = sorted(glob.glob(s))
+        else:
+            paths = [s]
+    else:
+        paths = [os.fspath(p) for p in shards]
+    if not paths:
+        raise ValueError(f"shards: no .tar files found in {shards!r}")
+    for p in paths:
+        if not os.path.isfile(p):
+            raise ValueError(f"shards: {p!r} does not exist")
+        if not tarfile.is_tarfile(p):
+            raise ValueError(f"shards: {p!r} is not a tar file")
+    return tuple(paths)
+
+
+def scan_shard_classes(paths: Sequence[str]) -> int:
+    """Number of classes in WebDataset shards: 1 + the largest ``.cls`` value (reads the tars)."""
+    top = -1
+    for p in paths:
+        with tarfile.open(p) as tf:
+            for m in tf:
+                if m.isfile() and m.name.rsplit(".", 1)[-1] == WDS_LABEL_EXT:
+                    raw = tf.extractfile(m).read()
+                    try:
+                        top = max(top, int(raw.strip()))
+                    except ValueError:
+                        raise ValueError(f"shards: {p}: member {m.name!r} is not an ASCII integer: {raw[:20]!r}") from None
+    if top < 0:
+        raise ValueError(f"shards: no '.{WDS_LABEL_EXT}' members in {list(paths)}")
+    return top + 1
+
+
+def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike] = None, shards=None,
+                   num_classes: Optional[int] = None) -> Source:
+    """Exactly one of ``root``, ``file_list``, ``shards``.
+
+    Args:
+        root: ImageFolder-style ``root/<class>/<image>``; classes sorted by name.
+        file_list: text file of ``<path> <label>`` lines; relative paths are relative to it.
+        shards: a ``.tar`` path, a directory of ``.tar`` files, a glob, or a list of paths;
+            each sample has an image member (jpg/jpeg/png) and a ``cls`` member (ASCII integer).
+        num_classes: for shards, skips reading them to count classes.
+    """
+    given = [n for n, v in (("root", root), ("file_list", file_list), ("shards", shards)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of root, file_list, shards; got {given or 'none'}")
+    if root is not None:
+        return _folder(os.fspath(root))
+    if file_list is not None:
+        return _file_list(os.fspath(file_list))
+    paths = _shard_paths(shards)
+    n = num_classes if num_classes is not None else scan_shard_classes(paths)
+    return Source(SourceKind.WEBDATASET, classes=tuple(str(i) for i in range(n)), shards=paths)
