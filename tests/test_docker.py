@@ -1,0 +1,400 @@
+"""The Dockerfile, .dockerignore and docker/compose.yaml, read with real parsers (no Docker engine
+here): dockerfile-parse for the Dockerfile (line continuations, stages, ARG substitution) and
+PyYAML for the compose file. Building and running the image is not possible on this machine;
+these tests check what can be checked without it."""
+
+import json
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = pytest.importorskip("tomli")
+
+dockerfile_parse = pytest.importorskip("dockerfile_parse", reason="pip install dockerfile-parse (in the dev extra)")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE = ROOT / "docker" / "compose.yaml"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def instructions():
+    """Dockerfile instructions (comments dropped), continuation lines joined by the parser."""
+    parser = dockerfile_parse.DockerfileParser(path=str(DOCKERFILE))
+    return [i for i in parser.structure if i["instruction"] != "COMMENT"]
+
+
+def stages():
+    """[(stage name, [instructions])], the global ARGs before the first FROM under None."""
+    out = [(None, [])]
+    for ins in instructions():
+        if ins["instruction"] == "FROM":
+            words = ins["value"].split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            out.append((name, [ins]))
+        else:
+            out[-1][1].append(ins)
+    return out
+
+
+def arg_defaults(instrs):
+    args = {}
+    for ins in instrs:
+        if ins["instruction"] == "ARG" and "=" in ins["value"]:
+            k, v = ins["value"].split("=", 1)
+            args[k.strip()] = v.strip()
+    return args
+
+
+def global_args():
+    return arg_defaults(stages()[0][1])
+
+
+def stage(name):
+    for n, instrs in stages():
+        if n == name:
+            return instrs
+    raise AssertionError(f"no stage {name!r} in the Dockerfile")
+
+
+def final_stage():
+    return stages()[-1][1]
+
+
+def pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def compose():
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def copy_sources(instrs):
+    """Source paths of COPY/ADD instructions that read the build context (not --from=stage)."""
+    out = []
+    for ins in instrs:
+        if ins["instruction"] not in ("COPY", "ADD"):
+            continue
+        value = ins["value"].strip()
+        if value.startswith("["):
+            words = json.loads(value)
+        else:
+            words = shlex.split(value)
+        flags = [w for w in words if w.startswith("--")]
+        paths = [w for w in words if not w.startswith("--")]
+        if any(f.startswith("--from=") for f in flags):
+            continue
+        out += paths[:-1]
+    return out
+
+
+def dockerignore_patterns():
+    pats = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        neg = line.startswith("!")
+        pats.append((neg, line[1:] if neg else line))
+    return pats
+
+
+def _pattern_regex(pattern):
+    """Docker's .dockerignore syntax (Go filepath.Match plus `**`) as a regex on '/'-paths."""
+    pattern = pattern.strip("/")
+    i, out = 0, ""
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif c == "*":
+            out += "[^/]*"
+            i += 1
+        elif c == "?":
+            out += "[^/]"
+            i += 1
+        elif c == "[":
+            j = pattern.index("]", i)
+            out += "[" + pattern[i + 1 : j].replace("!", "^", 1) + "]"
+            i = j + 1
+        else:
+            out += re.escape(c)
+            i += 1
+    return re.compile(out + r"\Z")
+
+
+def ignored(path):
+    """Whether Docker leaves ``path`` (relative, '/'-separated) out of the build context: the last
+    pattern matching the path or one of its parent folders decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: k + 1]) for k in range(len(parts))]
+    excluded = False
+    for neg, pat in dockerignore_patterns():
+        rx = _pattern_regex(pat)
+        if any(rx.match(c) for c in candidates):
+            excluded = not neg
+    return excluded
+
+
+def readme_extras():
+    """Extras the README documents in `pip install ...dali-mixup[a,b]...` commands."""
+    readme = ROOT / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not written yet (test_copy_sources_exist fails on it too)")
+    found = set()
+    for m in re.finditer(r"dali-mixup\[([A-Za-z0-9_,\s-]+)\]", readme.read_text()):
+        found |= {e.strip() for e in m.group(1).split(",") if e.strip()}
+    return found
+
+
+# -- the Dockerfile --------------------------------------------------------------------------
+
+
+def test_base_image_is_a_pinned_arg():
+    args = global_args()
+    assert "BASE_IMAGE" in args, "the base image must be a global ARG (ARG BASE_IMAGE=... before the first FROM)"
+    image = args["BASE_IMAGE"]
+    name, _, tag = image.rpartition(":")
+    assert name == "nvidia/cuda", image
+    assert re.fullmatch(r"\d+\.\d+\.\d+-runtime-ubuntu\d+\.\d+", tag), f"tag {tag!r} is not a pinned x.y.z runtime tag"
+    assert tag.split(".")[0] == "13", "the default image is the CUDA 13 line (the cuda13 extra)"
+    froms = [i["value"].split()[0] for n, instrs in stages()[1:] for i in instrs[:1]]
+    assert froms and all(f == "${BASE_IMAGE}" for f in froms), f"every stage must start FROM ${{BASE_IMAGE}}: {froms}"
+
+
+def test_stages_builder_then_runtime_without_build_tools():
+    names = [n for n, _ in stages()[1:]]
+    assert names == ["builder", "runtime"], names
+    runtime = final_stage()
+    runs = " ".join(i["value"] for i in runtime if i["instruction"] == "RUN")
+    for tool in ("build-essential", "gcc", "g++", "python3-dev", "python3-pip", "git ", "cmake"):
+        assert tool not in runs, f"the final stage installs {tool.strip()}"
+    copies = [i["value"] for i in runtime if i["instruction"] == "COPY"]
+    assert copies == ["--from=builder /opt/venv /opt/venv"], copies
+
+
+def test_apt_installs_are_lean():
+    apt_runs = [i["value"] for i in instructions() if i["instruction"] == "RUN" and "apt-get install" in i["value"]]
+    assert apt_runs, "no apt-get install found"
+    for run in apt_runs:
+        assert "--no-install-recommends" in run, run
+        assert "apt-get update" in run, f"update and install in one layer: {run}"
+        assert "rm -rf /var/lib/apt/lists/*" in run, f"apt lists must be removed in the same layer: {run}"
+
+
+def test_dependencies_layer_comes_before_the_source():
+    builder = stage("builder")
+    kinds = [(i["instruction"], i["value"]) for i in builder]
+    copy_project = next(k for k, (ins, v) in enumerate(kinds) if ins == "COPY" and "pyproject.toml" in v)
+    copy_source = next(k for k, (ins, v) in enumerate(kinds) if ins == "COPY" and v.split()[0] == "dali_mixup")
+    install_deps = next(k for k, (ins, v) in enumerate(kinds) if ins == "RUN" and "pip install -r" in v)
+    assert copy_project < install_deps < copy_source
+    # only pyproject.toml is in the image when the dependencies are installed
+    between = [v for ins, v in kinds[:install_deps] if ins == "COPY"]
+    assert between == ["pyproject.toml /src/pyproject.toml"], between
+
+
+def test_runs_as_non_root_user():
+    runtime = final_stage()
+    users = [i["value"].strip() for i in runtime if i["instruction"] == "USER"]
+    assert users, "the final stage sets no USER (it would run as root)"
+    assert users[-1] not in ("root", "0") and not users[-1].startswith(("0:", "root:")), users[-1]
+    useradd = " ".join(i["value"] for i in runtime if i["instruction"] == "RUN" and "useradd" in i["value"])
+    assert re.search(rf"useradd\b.*\b{re.escape(users[-1])}\b", useradd), "the USER is created in the final stage"
+    uid = arg_defaults(runtime).get("USER_UID")
+    assert uid is not None and int(uid) != 0
+
+
+def test_entrypoint_and_default_command():
+    runtime = final_stage()
+    entry = [json.loads(i["value"]) for i in runtime if i["instruction"] == "ENTRYPOINT"]
+    cmd = [json.loads(i["value"]) for i in runtime if i["instruction"] == "CMD"]
+    assert entry[-1] == ["dali-mixup"]
+    assert cmd[-1][0] == "bench"
+    scripts = pyproject()["project"]["scripts"]
+    assert scripts.get("dali-mixup") == "dali_mixup.cli:main", "the ENTRYPOINT's console script exists"
+
+
+def test_driver_capabilities_include_video():
+    parser = dockerfile_parse.DockerfileParser(path=str(DOCKERFILE))
+    caps = parser.envs.get("NVIDIA_DRIVER_CAPABILITIES", "")  # the final stage's environment
+    assert set(caps.split(",")) >= {"compute", "utility", "video"}, caps
+    assert compose()["x-image"]["environment"]["NVIDIA_DRIVER_CAPABILITIES"] == caps
+
+
+def test_copy_sources_exist():
+    sources = copy_sources(instructions())
+    assert {"pyproject.toml", "README.md", "dali_mixup"} <= set(sources), sources
+    for src in sources:
+        assert (ROOT / src).exists(), f"the Dockerfile copies {src}, which is not in the repository"
+
+
+def test_copy_sources_are_in_the_build_context():
+    for src in copy_sources(instructions()):
+        path = ROOT / src
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        assert files, src
+        for f in files:
+            rel = f.relative_to(ROOT).as_posix()
+            assert not ignored(rel), f".dockerignore leaves {rel} out, but the Dockerfile copies it"
+
+
+@pytest.mark.parametrize("path", [
+    ".venv/bin/python", ".git/HEAD", ".pytest_cache/v/cache/nodeids", ".benchmarks/x.json",
+    "dali_mixup/__pycache__/mix.cpython-311.pyc", "results/bench.json", "bench-out/run.json",
+    "benchmarks/results/cpu.json", ".gpu-stage/part.00", "tests/test_mix.py", "data/train/a/0.jpg",
+])
+def test_dockerignore_keeps_out(path):
+    assert ignored(path), f"{path} would be sent to the Docker daemon"
+
+
+def test_dockerignore_matcher_follows_docker_rules():
+    # the matcher these tests rely on: last match wins, parents count, ** spans folders
+    assert _pattern_regex("**/__pycache__").match("a/b/__pycache__")
+    assert _pattern_regex("**/__pycache__").match("__pycache__")
+    assert not _pattern_regex("*").match("a/b")
+    assert _pattern_regex("*.py[cod]").match("x.pyc") and not _pattern_regex("*.py[cod]").match("x.py")
+
+
+# -- extras: the Dockerfile, pyproject.toml and the README agree ------------------------------
+
+
+def test_image_extras_exist_in_pyproject_and_match_the_cuda_line():
+    builder = arg_defaults(stage("builder"))
+    extras = pyproject()["project"]["optional-dependencies"]
+    cuda_extra, more = builder["CUDA_EXTRA"], [e for e in builder["EXTRAS"].split(",") if e]
+    for e in [cuda_extra, *more]:
+        assert e in extras, f"the Dockerfile installs extra {e!r}, which pyproject.toml does not define"
+    major = global_args()["BASE_IMAGE"].rsplit(":", 1)[1].split(".")[0]
+    assert cuda_extra == f"cuda{major}", f"{cuda_extra} with a CUDA {major} base image"
+    assert any(r.startswith(f"nvidia-dali-cuda{major}") for r in extras[cuda_extra])
+    assert any(r.startswith(f"cupy-cuda{major}") for r in extras[cuda_extra])
+    assert builder["TORCH_INDEX_URL"].rstrip("/").endswith(f"/cu{major}0")
+
+
+def test_requirements_step_installs_exactly_the_extras(tmp_path):
+    """Run the builder's requirements command (the shell line, ARG defaults as the environment)
+    against the real pyproject.toml and compare with what `pip install .[extras]` would want."""
+    run = next(i["value"] for i in stage("builder") if i["instruction"] == "RUN" and "tomllib" in i["value"])
+    command = run.split(" > /src/requirements.txt")[0]
+    assert command.startswith("python3 -c "), command
+    command = command.replace("/src/pyproject.toml", str(ROOT / "pyproject.toml")).replace("python3", shlex.quote(sys.executable), 1)
+    builder = arg_defaults(stage("builder"))
+    env = {"CUDA_EXTRA": builder["CUDA_EXTRA"], "EXTRAS": builder["EXTRAS"], "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, check=True).stdout.split("\n")
+    project = pyproject()["project"]
+    want = list(project["dependencies"])
+    for e in [builder["CUDA_EXTRA"], *builder["EXTRAS"].split(",")]:
+        want += project["optional-dependencies"][e]
+    assert [line for line in out if line] == want
+
+
+def test_readme_documents_the_extras_the_image_installs():
+    documented = readme_extras()
+    extras = set(pyproject()["project"]["optional-dependencies"])
+    assert documented, "the README documents no `pip install \"dali-mixup[...]\"` command"
+    assert documented <= extras, f"the README documents extras pyproject.toml lacks: {sorted(documented - extras)}"
+    builder = arg_defaults(stage("builder"))
+    image = {builder["CUDA_EXTRA"], *[e for e in builder["EXTRAS"].split(",") if e]}
+    assert image <= documented, f"the image installs extras the README does not document: {sorted(image - documented)}"
+    assert {"cuda12", "cuda13"} <= documented, "both CUDA lines (the image's build argument) are documented"
+
+
+def test_cuda12_variant_in_docker_readme_is_consistent():
+    text = (ROOT / "docker" / "README.md").read_text()
+    m = re.search(r"BASE_IMAGE=(nvidia/cuda:(\d+)\.\d+\.\d+-runtime-ubuntu[\d.]+)", text)
+    assert m and m.group(2) == "12", "docker/README.md shows the CUDA 12 build argument"
+    assert "CUDA_EXTRA=cuda12" in text and "whl/cu12" in text
+    assert "cuda12" in pyproject()["project"]["optional-dependencies"]
+    assert re.search(r"docker run\b[^\n]*--gpus all", text), "docker/README.md shows `docker run --gpus all`"
+
+
+# -- compose ---------------------------------------------------------------------------------
+
+
+def _gpu_devices(service):
+    return service["deploy"]["resources"]["reservations"]["devices"]
+
+
+def test_compose_services_reserve_gpus():
+    services = compose()["services"]
+    assert {"bench", "train"} <= set(services)
+    for name in ("bench", "train"):
+        devices = _gpu_devices(services[name])
+        assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices), name
+    assert _gpu_devices(services["bench"])[0]["count"] == 1
+    assert _gpu_devices(services["train"])[0]["count"] == "all"
+
+
+def test_compose_mounts_data_read_only_and_results():
+    services = compose()["services"]
+    for name in ("bench", "train"):
+        vols = services[name]["volumes"]
+        data = [v for v in vols if v.split(":")[-2:] == ["/data", "ro"] or v.endswith(":/data:ro")]
+        assert data, f"{name}: the dataset is not mounted read-only at /data: {vols}"
+        assert any(v.split(":")[-1] == "/results" for v in vols), f"{name}: no results folder mounted"
+        assert services[name]["working_dir"] == "/results"
+
+
+def test_compose_shared_memory_is_sized():
+    services = compose()["services"]
+    for name, least_gb in (("bench", 1), ("train", 8)):
+        size = services[name]["shm_size"]
+        m = re.fullmatch(r"(\d+)gb", str(size).lower())
+        assert m and int(m.group(1)) >= least_gb, f"{name}: shm_size {size!r}"
+
+
+def test_compose_train_is_torchrun_of_the_train_command():
+    train = compose()["services"]["train"]
+    assert train["entrypoint"] == ["torchrun"]
+    cmd = train["command"]
+    assert any(a.startswith("--nproc_per_node") for a in cmd)
+    assert cmd[cmd.index("-m") + 1 : cmd.index("-m") + 3] == ["dali_mixup", "train"]
+    # the arguments after `train` parse with the train command's own parser
+    argv = cmd[cmd.index("train") :]
+    from dali_mixup.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert str(args.data) == "/data" and str(args.out).startswith("/results")
+
+
+def test_compose_bench_command_parses():
+    bench = compose()["services"]["bench"]
+    from dali_mixup.cli import COMMANDS
+
+    assert bench["command"][0] == "bench" and "bench" in COMMANDS
+    try:
+        import dali_mixup.bench  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name != "dali_mixup.bench":
+            raise
+        pytest.skip("dali_mixup.bench not written yet")
+    from dali_mixup.cli import build_parser
+
+    args = build_parser().parse_args(bench["command"])
+    assert str(args.data).startswith("/data")
+
+
+def test_compose_builds_this_dockerfile_with_matching_args():
+    x = compose()["x-image"]
+    assert (COMPOSE.parent / x["build"]["context"] / x["build"]["dockerfile"]).resolve() == DOCKERFILE
+    build_args = x["build"]["args"]
+    for key in ("BASE_IMAGE", "CUDA_EXTRA", "TORCH_INDEX_URL"):
+        default = re.fullmatch(r"\$\{" + key + r":-(.+)\}", build_args[key])
+        assert default, f"{key}: {build_args[key]}"
+        dockerfile_default = global_args().get(key) or arg_defaults(stage("builder")).get(key)
+        assert default.group(1) == dockerfile_default, f"compose's default {key} differs from the Dockerfile's"
