@@ -44,7 +44,7 @@ def test_gpu_batch_is_kernel_of_plain_batch_and_equals_cpu_twin(root, dtype, lay
         params = MixupParams(m["lam"], m["perm"])
         assert torch.equal(m["label_index"], p["label_index"])
         want = mix_images(p["data"].cpu(), params, dtype=m["data"].dtype)  # the CPU twin, same pixels
-        assert torch.equal(m["data"].cpu().view(torch.uint8), want.view(torch.uint8))
+        assert torch.equal(m["data"].cpu().contiguous().view(torch.uint8), want.contiguous().view(torch.uint8))
         assert torch.equal(m["label"].cpu(), mix_targets(p["label_index"].cpu(), params, N, 0.1))
 
 

@@ -6,6 +6,11 @@ import torch
 from dali_mixup import MixupConfig, MixupParams, MixupSampler, mix_images, mix_targets
 
 pytestmark = pytest.mark.gpu
+
+
+def bits(t):
+    """The raw bytes of ``t`` in logical order (bit-exact comparison of any dtype and layout)."""
+    return t.contiguous().view(-1).view(torch.uint8)
 DTYPES = [torch.uint8, torch.float16, torch.bfloat16, torch.float32]
 
 
@@ -32,7 +37,7 @@ def test_cuda_equals_cpu_twin(in_dtype, out_dtype, shape, cl):
     got = got.cpu()
     if out_dtype == torch.float32:
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
-    assert torch.equal(got.view(-1).view(torch.uint8), want.view(-1).view(torch.uint8))
+    assert torch.equal(bits(got), bits(want))
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
@@ -67,3 +72,29 @@ def test_cuda_alias_is_refused():
     x = images((4, 3, 8, 8), torch.float32, device="cuda")
     with pytest.raises(ValueError, match="alias"):
         mix_images(x, MixupParams([0.5] * 4, [1, 0, 3, 2]), out=x)
+
+
+@pytest.mark.parametrize("in_dtype", DTYPES)
+@pytest.mark.parametrize("out_dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape, layout, cl",
+    [((33, 3, 17, 19), "NCHW", False), ((33, 3, 17, 19), "NCHW", True), ((8, 24, 20, 3), "NHWC", False),
+     ((4, 3, 1, 1), "NCHW", False)],
+)
+def test_cuda_cutmix_equals_cpu_twin(in_dtype, out_dtype, shape, layout, cl):
+    x = images(shape, in_dtype, seed=2, channels_last=cl)
+    if out_dtype == torch.uint8 and in_dtype != torch.uint8:
+        x = x.float().abs().to(in_dtype)
+    n = shape[0]
+    size = shape[2:4] if layout == "NCHW" else shape[1:3]
+    cfg = MixupConfig(alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, mode="elem", prob=0.9)
+    params = MixupSampler(cfg, n).sample(n, image_size=size)
+    if not params.has_cutmix:  # tiny images: force one full-image box
+        boxes, cut = params.boxes.clone(), params.cutmix.clone()
+        boxes[0], cut[0] = torch.tensor([0, size[0], 0, size[1]]), True
+        params = MixupParams(params.lam, params.perm, boxes=boxes, cutmix=cut, image_size=size)
+    want = mix_images(x, params, dtype=out_dtype, layout=layout)
+    got = mix_images(x.cuda(), params, dtype=out_dtype, layout=layout)
+    assert got.is_cuda and got.stride() == want.stride()
+    got = got.cpu()
+    assert torch.equal(got.reshape(-1).view(torch.uint8), want.reshape(-1).view(torch.uint8))
