@@ -17,7 +17,9 @@ How the hardware JPEG decoder is detected, on a GPU:
   9.0 (H100, H200, GH200) and 10.0 (B200, GB200) have the engines.
 * nvImageCodec, the library behind DALI 2.x's ``mixed`` decoder, decodes a test JPEG with its
   hardware backend alone (``BackendKind.HW_GPU_ONLY``). Success means DALI's ``mixed`` decoder
-  uses the engines for the ``hw_decoder_load`` share of the JPEGs.
+  uses the engines for the ``hw_decoder_load`` share of the JPEGs. The backend does not fall back:
+  on an H100 (driver 580) it decoded a baseline JPEG and returned ``None`` for a progressive one,
+  which the engines cannot decode, while the hybrid and CPU backends decoded both.
 
 A GPU with the engines whose hardware decode fails is a problem: in a container it is usually
 ``NVIDIA_DRIVER_CAPABILITIES`` without ``video``. A GPU without the engines is not a problem
