@@ -11,7 +11,8 @@ the one pass over the batch. Tensors handed out are owned by torch and stay vali
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Union
+import base64
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -29,6 +30,14 @@ __all__ = ["DALIMixupIterator", "LastBatchPolicy"]
 def _shard_seed(seed: int, index: int) -> int:
     """Independent sampler seeds for the pipelines/shards of one run, derived from ``seed``."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _encode_checkpoint(cp) -> str:
+    return base64.b64encode(cp if isinstance(cp, bytes) else cp.encode()).decode("ascii")
+
+
+def _decode_checkpoint(text: str):
+    return base64.b64decode(text.encode("ascii"))
 
 
 def _label_indices(label: torch.Tensor) -> torch.Tensor:
@@ -92,7 +101,15 @@ class DALIMixupIterator(DALIGenericIterator):
         seed: int = 0,
         num_classes: Optional[int] = None,
         dtype: Optional[torch.dtype] = None,
+        pipeline_factory: Optional[Callable[[Optional[str]], Pipeline]] = None,
     ) -> None:
+        self._init_kwargs = dict(
+            size=size, reader_name=reader_name, auto_reset=auto_reset, fill_last_batch=fill_last_batch,
+            dynamic_shape=dynamic_shape, last_batch_padded=last_batch_padded, last_batch_policy=last_batch_policy,
+            prepare_first_batch=prepare_first_batch, mixup=mixup, seed=seed, num_classes=num_classes, dtype=dtype,
+            pipeline_factory=pipeline_factory,
+        )
+        self._pipeline_factory = pipeline_factory
         if mixup is None:
             mixup = MixupConfig(enabled=False, num_classes=num_classes)
         if not isinstance(mixup, MixupConfig):
@@ -158,11 +175,44 @@ class DALIMixupIterator(DALIGenericIterator):
         return {"data": images, "label": targets, "lam": params.lam, "perm": params.perm, "label_index": labels}
 
     # -- resume ------------------------------------------------------------------------------
-    def sampler_state(self) -> List[dict]:
-        return [s.state_dict() for s in self._samplers]
+    STATE_FORMAT = "dali-mixup/1"
 
-    def load_sampler_state(self, states: List[dict]) -> None:
-        if len(states) != len(self._samplers):
-            raise ValueError(f"state has {len(states)} samplers, this iterator has {len(self._samplers)}")
-        for s, st in zip(self._samplers, states):
-            s.load_state_dict(st)
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the iterator is: DALI's pipeline checkpoints (reader position, random state,
+        epoch accounting) and the mixup samplers' generator states. JSON-serialisable.
+
+        After ``load_state_dict`` the next batch is the one the saved iterator would have
+        yielded next: nothing repeated, nothing lost.
+        """
+        return {
+            "format": self.STATE_FORMAT,  # DALI checkpoints as base64 text: the state is JSON
+            "dali": [_encode_checkpoint(cp) for cp in self.checkpoints()],
+            "samplers": [s.state_dict() for s in self._samplers],
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume from ``state_dict()``. Iterators made by ``create_loader`` rebuild their
+        pipelines from the checkpoints; for your own pipelines, build them with
+        ``checkpoint=state["dali"][i]`` (and ``enable_checkpointing=True``) before constructing
+        the iterator, then call this to restore the mixup samplers."""
+        if not isinstance(state, dict) or state.get("format") != self.STATE_FORMAT:
+            raise ValueError(f"state is not a {self.STATE_FORMAT} state_dict (got keys {sorted(state) if isinstance(state, dict) else type(state).__name__})")
+        checkpoints, samplers = [_decode_checkpoint(cp) for cp in state["dali"]], state["samplers"]
+        if len(checkpoints) != len(self._pipes) or len(samplers) != len(self._samplers):
+            raise ValueError(
+                f"state is for {len(checkpoints)} pipeline(s), this iterator has {len(self._pipes)}"
+            )
+        if self._pipeline_factory is not None:
+            pipes = [self._pipeline_factory(cp) for cp in checkpoints]
+            kwargs = dict(self._init_kwargs)
+            extras = {k: getattr(self, k) for k in ("source", "classes") if hasattr(self, k)}
+            self._pipes = None  # drop the old pipelines (and their threads) before building new ones
+            DALIMixupIterator.__init__(self, pipes if len(pipes) > 1 else pipes[0], **kwargs)
+            self.__dict__.update(extras)
+        elif not all(p.is_restored_from_checkpoint for p in self._pipes):
+            raise ValueError(
+                "load_state_dict: these pipelines were not built from the checkpoints; build each with "
+                "checkpoint=state['dali'][i] before constructing the iterator"
+            )
+        for sampler, st in zip(self._samplers, samplers):
+            sampler.load_state_dict(st)

@@ -125,7 +125,8 @@ def create_loader(
         prefetch_queue_depth: batches DALI prepares ahead.
 
     Returns:
-        ``DALIMixupIterator``, with ``.source`` (the resolved ``Source``) and ``.classes``.
+        ``DALIMixupIterator``, with ``.source`` (the resolved ``Source``) and ``.classes``;
+        ``state_dict()``/``load_state_dict()`` resume it mid-epoch.
     """
     from .iterator import DALIMixupIterator, LastBatchPolicy
     from .pipeline import READER_NAME, train_pipeline, val_pipeline
@@ -196,12 +197,13 @@ def create_loader(
                   dtype="float32" if dtype == "bfloat16" else dtype, layout=layout, hw_decoder_load=float(hw_decoder_load),
                   shard_id=shard_id, num_shards=num_shards, batch_size=batch_size, num_threads=num_threads,
                   device_id=device_id, seed=seed, prefetch_queue_depth=prefetch_queue_depth)
-    if train:
-        pipe = train_pipeline(scale=scale, ratio=ratio, **common)
-    else:
-        pipe = val_pipeline(resize_shorter=resize_shorter, **common)
+    def make_pipeline(checkpoint=None):
+        if train:
+            return train_pipeline(scale=scale, ratio=ratio, checkpoint=checkpoint, **common)
+        return val_pipeline(resize_shorter=resize_shorter, checkpoint=checkpoint, **common)
+
     it = DALIMixupIterator(
-        pipe,
+        make_pipeline(),
         reader_name=READER_NAME,
         auto_reset=auto_reset,
         last_batch_policy=last_batch_policy,
@@ -209,6 +211,7 @@ def create_loader(
         seed=seed,
         num_classes=wanted_classes,
         dtype=_DTYPES[dtype],
+        pipeline_factory=make_pipeline,
     )
     it.source = source
     it.classes = source.classes
