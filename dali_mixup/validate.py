@@ -1,0 +1,675 @@
+"""Cheap checks of image files and ImageFolder trees, run before training starts.
+
+DALI reports a broken file only when the batch that holds it is decoded, often hours into a run,
+and for several kinds of bad file its message does not name the file (``nvImageCodec failure:
+'#4'``). Other bad files it decodes without complaint: a header that claims 60000 x 60000 pixels
+is a 10.8 GB allocation if the data is there. ``scan_files`` reads only each file's header and
+its last few kilobytes, in threads, and reports what can be seen there; ``filter_files`` turns
+the report into an exception or a one-time warning; ``check_image_folder`` checks the layout of
+an ImageFolder root the way ``fn.readers.file(file_root=...)`` reads it.
+
+What DALI itself does with each kind of bad file (the study behind these checks) is written up
+in ``notes/dali_bad_files.md``.
+
+This module uses the standard library only: no DALI, no Pillow.
+
+Example:
+    >>> paths, labels = filter_files(paths, labels, on_error="skip")  # doctest: +SKIP
+    UserWarning: 2 of 1000 files left out (bad image files):
+      /data/cat/001.jpg: truncated JPEG: no end-of-image marker (FFD9) after the scan data
+      /data/dog/notes.jpg: text file, not an image (starts with 'labelled by hand')
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+import struct
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+__all__ = [
+    "DALI_IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "BadFilesWarning",
+    "EmptyClass",
+    "FolderReport",
+    "OnError",
+    "Problem",
+    "ProblemKind",
+    "ValidationError",
+    "check_image_folder",
+    "filter_files",
+    "scan_file",
+    "scan_files",
+]
+
+#: Same limit as Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 0.25 GiB of RGB at 8 bits).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+#: The image extensions ``fn.readers.file(file_root=...)`` picks up by default (its
+#: ``file_filters``, audio left out); DALI matches them case-insensitively.
+DALI_IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pnm", ".ppm", ".pgm", ".pbm", ".jp2", ".webp",
+)
+
+_HEAD = 16384  # bytes read from the start of a file in one call
+_TAIL = 4096  # bytes read from the end
+_CHUNK = 1 << 20  # block size when a marker must be searched for through the whole file
+
+
+class ProblemKind(str, enum.Enum):
+    """What is wrong with a file, as a stable code (the ``reason`` text says the details)."""
+
+    MISSING = "missing"  #: no such file, or a symbolic link whose target is gone
+    NOT_A_FILE = "not_a_file"  #: a directory, FIFO, device ...
+    UNREADABLE = "unreadable"  #: open or read failed (permissions, I/O error)
+    EMPTY = "empty"  #: 0 bytes
+    TEXT = "text"  #: text, HTML or XML named like an image
+    UNKNOWN_FORMAT = "unknown_format"  #: no image signature DALI decodes
+    UNSUPPORTED_FORMAT = "unsupported_format"  #: a known format DALI cannot decode (GIF, HEIF ...)
+    CORRUPT_HEADER = "corrupt_header"  #: the signature is right but the header is malformed
+    TRUNCATED = "truncated"  #: the file ends before its image data does
+    ZERO_SIZE = "zero_size"  #: the header says 0 pixels wide or high
+    TOO_LARGE = "too_large"  #: the header claims more than ``max_pixels`` pixels
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad file: its path, a ``ProblemKind`` and a one-line reason."""
+
+    path: str
+    kind: ProblemKind
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class ValidationError(ValueError):
+    """Bad input files. ``problems`` lists every one; the message names up to 20 of them."""
+
+    def __init__(self, problems: Sequence[Problem], total: Optional[int] = None, what: str = "files"):
+        self.problems = list(problems)
+        self.total = total
+        super().__init__(_describe(self.problems, total, f"{what} cannot be used"))
+
+
+class BadFilesWarning(UserWarning):
+    """Issued once by ``filter_files(on_error="skip")`` and ``check_image_folder``."""
+
+
+class OnError(str, enum.Enum):
+    """What ``filter_files`` does when the scan finds bad files.
+
+    Worked example: 5 files, ``b.jpg`` truncated and ``d.jpg`` 0 bytes.
+
+    - ``RAISE`` (default): ``ValidationError`` naming ``b.jpg`` and ``d.jpg`` with their
+      reasons; nothing is returned.
+    - ``SKIP``: returns the 3 good files (and their labels, in order) and issues one
+      ``BadFilesWarning``: "2 of 5 files left out (bad image files): b.jpg: ..., d.jpg: ...".
+      If no file is left, ``ValidationError`` all the same.
+    """
+
+    RAISE = "raise"
+    SKIP = "skip"
+
+
+class EmptyClass(str, enum.Enum):
+    """What ``check_image_folder`` does with a class folder that holds no image file.
+
+    Worked example: root with ``bird/`` (empty), ``cat/`` (3 files), ``dog/`` (2 files).
+    DALI's ``fn.readers.file(file_root=root)`` numbers classes over all sub-folders in sorted
+    order, empty or not: cat is label 1 and dog label 2, and label 0 never occurs.
+
+    - ``WARN`` (default): one ``BadFilesWarning`` naming ``bird``; the labels stay as DALI
+      numbers them, so the model's output 0 is simply never a target.
+    - ``RAISE``: ``ValueError`` naming ``bird``.
+    """
+
+    WARN = "warn"
+    RAISE = "raise"
+
+
+def _enum_arg(cls, value, name: str):
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in cls)
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}") from None
+
+
+def _describe(problems: Sequence[Problem], total: Optional[int], verb: str, limit: int = 20) -> str:
+    of = f" of {total}" if total is not None else ""
+    lines = [f"{len(problems)}{of} {verb}:"]
+    lines += [f"  {p}" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more (see the exception's .problems)")
+    return "\n".join(lines)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+class _File:
+    """The head of a file, read once; other ranges read on demand."""
+
+    def __init__(self, f, size: int):
+        self.f = f
+        self.size = size
+        self.head = f.read(min(size, _HEAD))
+
+    def read(self, offset: int, n: int) -> bytes:
+        if offset + n <= len(self.head):
+            return self.head[offset : offset + n]
+        if offset >= self.size:
+            return b""
+        self.f.seek(offset)
+        return self.f.read(n)
+
+    def tail(self, n: int = _TAIL) -> tuple[int, bytes]:
+        """``(offset, bytes)`` of the last ``n`` bytes."""
+        start = max(0, self.size - n)
+        return start, self.read(start, self.size - start)
+
+    def has_after(self, needle: bytes, start: int) -> bool:
+        """Whether ``needle`` occurs at or after byte ``start``: the tail first, then all of it."""
+        t0, tail = self.tail()
+        i = tail.rfind(needle)
+        if i >= 0 and t0 + i >= start:
+            return True
+        if t0 <= start:  # the tail held everything from start on
+            return False
+        # Not in the tail: data after the end marker (camera trailers), or no end marker.
+        for pos in range(start, self.size, _CHUNK):
+            if needle in self.read(pos, _CHUNK + len(needle) - 1):
+                return True
+        return False
+
+
+# --- formats ------------------------------------------------------------------------------
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn; not DHT, JPG, DAC
+_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn, TEM: no length field
+
+
+def _check_size(w: int, h: int, what: str, max_pixels: int) -> Optional[tuple[ProblemKind, str]]:
+    if w <= 0 or h <= 0:
+        return ProblemKind.ZERO_SIZE, f"{what} header says {w}x{h} pixels"
+    if w * h > max_pixels:
+        return (
+            ProblemKind.TOO_LARGE,
+            f"{what} header claims {w}x{h} = {w * h:,} pixels, over max_pixels={max_pixels:,} "
+            "(a decompression bomb, or an image to downscale offline)",
+        )
+    return None
+
+
+def _scan_jpeg(fb: _File, max_pixels: int):
+    pos, sof = 2, None
+    while True:
+        seg = fb.read(pos, 4)
+        if len(seg) < 2:
+            return ProblemKind.TRUNCATED, f"truncated JPEG: ends at byte {fb.size} inside the header, before the scan (SOS)"
+        if seg[0] != 0xFF:
+            return ProblemKind.CORRUPT_HEADER, f"corrupt JPEG header: no marker at byte {pos}"
+        marker = seg[1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            return ProblemKind.CORRUPT_HEADER, "corrupt JPEG: end-of-image marker before any scan data"
+        if len(seg) < 4:
+            return ProblemKind.TRUNCATED, f"truncated JPEG: ends at byte {fb.size} inside the header, before the scan (SOS)"
+        length = struct.unpack(">H", seg[2:4])[0]
+        if length < 2:
+            return ProblemKind.CORRUPT_HEADER, f"corrupt JPEG header: segment FF{marker:02X} at byte {pos} has length {length}"
+        if marker in _SOF_MARKERS and sof is None:
+            frame = fb.read(pos + 4, 6)
+            if len(frame) < 6:
+                return ProblemKind.TRUNCATED, "truncated JPEG: ends inside the frame header (SOF)"
+            _, h, w, ncomp = struct.unpack(">BHHB", frame)
+            sof = (w, h, ncomp)
+        if marker == 0xDA:
+            break
+        pos += 2 + length
+    if sof is None:
+        return ProblemKind.CORRUPT_HEADER, "corrupt JPEG header: no frame header (SOFn) before the scan"
+    w, h, ncomp = sof
+    bad = _check_size(w, h, "JPEG", max_pixels)
+    if bad:
+        return bad
+    if ncomp not in (1, 3, 4):
+        return ProblemKind.CORRUPT_HEADER, f"corrupt JPEG header: {ncomp} colour components"
+    # Entropy-coded data stuffs every 0xFF with 0x00, so FF D9 after the first SOS is the EOI
+    # (an EXIF thumbnail's own EOI lies before it, in APP1).
+    if not fb.has_after(b"\xff\xd9", pos + 2):
+        return ProblemKind.TRUNCATED, "truncated JPEG: no end-of-image marker (FFD9) after the scan data"
+    return None
+
+
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xae\x42\x60\x82"  # length 0, type, the fixed CRC
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+
+
+def _scan_png(fb: _File, max_pixels: int):
+    ihdr = fb.read(8, 25)
+    if len(ihdr) < 25:
+        return ProblemKind.TRUNCATED, f"truncated PNG: ends at byte {fb.size} inside the IHDR chunk"
+    length, kind, w, h, depth, color = struct.unpack(">I4sIIBB", ihdr[:18])
+    if kind != b"IHDR" or length != 13:
+        return ProblemKind.CORRUPT_HEADER, "corrupt PNG header: the first chunk is not a 13-byte IHDR"
+    if w >= 2**31 or h >= 2**31:
+        return ProblemKind.CORRUPT_HEADER, f"corrupt PNG header: {w}x{h} pixels"
+    bad = _check_size(w, h, "PNG", max_pixels)
+    if bad:
+        return bad
+    if depth not in _PNG_DEPTHS.get(color, ()):
+        return ProblemKind.CORRUPT_HEADER, f"corrupt PNG header: colour type {color} with bit depth {depth}"
+    if not fb.has_after(_PNG_IEND, 33):
+        return ProblemKind.TRUNCATED, "truncated PNG: no complete IEND chunk at the end"
+    return None
+
+
+def _scan_bmp(fb: _File, max_pixels: int):
+    hdr = fb.read(0, 34)
+    if len(hdr) < 26:
+        return ProblemKind.TRUNCATED, "truncated BMP: ends inside the header"
+    offbits, dib = struct.unpack("<I I", hdr[10:18])
+    if dib == 12:
+        w, h = struct.unpack("<HH", hdr[18:22])
+        bits, compression = struct.unpack("<H", hdr[24:26])[0], 0
+    elif dib >= 40 and len(hdr) >= 34:
+        w, h, _, bits, compression = struct.unpack("<iiHHI", hdr[18:34])
+    else:
+        return ProblemKind.CORRUPT_HEADER, f"corrupt BMP header: DIB header of {dib} bytes"
+    bad = _check_size(w, abs(h), "BMP", max_pixels)
+    if bad:
+        return bad
+    if compression in (0, 3) and bits in (1, 4, 8, 16, 24, 32):  # uncompressed: size is known
+        need = offbits + (bits * w + 31) // 32 * 4 * abs(h)
+        if fb.size < need:
+            return ProblemKind.TRUNCATED, f"truncated BMP: {fb.size} bytes, pixel data needs {need}"
+    return None
+
+
+_TIFF_TYPES = {3: ("H", 2), 4: ("I", 4)}  # SHORT, LONG
+
+
+def _scan_tiff(fb: _File, max_pixels: int):
+    hdr = fb.read(0, 8)
+    e = "<" if hdr[:2] == b"II" else ">"
+    if struct.unpack(e + "H", hdr[2:4])[0] == 43:
+        return None  # BigTIFF: recognised, not parsed further
+    if len(hdr) < 8:
+        return ProblemKind.TRUNCATED, "truncated TIFF: ends inside the header"
+    ifd = struct.unpack(e + "I", hdr[4:8])[0]
+    raw = fb.read(ifd, 2)
+    if len(raw) < 2:
+        return ProblemKind.TRUNCATED, f"truncated TIFF: first directory at byte {ifd} is past the end"
+    n = struct.unpack(e + "H", raw)[0]
+    entries = fb.read(ifd + 2, 12 * n)
+    if len(entries) < 12 * n:
+        return ProblemKind.TRUNCATED, "truncated TIFF: ends inside the first directory"
+    tags = {}
+    for k in range(n):
+        tag, typ, count = struct.unpack(e + "HHI", entries[12 * k : 12 * k + 8])
+        if typ not in _TIFF_TYPES:
+            continue
+        code, size = _TIFF_TYPES[typ]
+        if count * size <= 4:
+            vals = struct.unpack(e + code * count, entries[12 * k + 8 : 12 * k + 8 + count * size])
+        elif tag in (273, 279, 324, 325) and count <= 65536:
+            off = struct.unpack(e + "I", entries[12 * k + 8 : 12 * k + 12])[0]
+            data = fb.read(off, count * size)
+            if len(data) < count * size:
+                return ProblemKind.TRUNCATED, "truncated TIFF: ends inside the strip table"
+            vals = struct.unpack(e + code * count, data)
+        else:
+            continue
+        tags[tag] = vals
+    if 256 not in tags or 257 not in tags:
+        return ProblemKind.CORRUPT_HEADER, "corrupt TIFF header: no ImageWidth/ImageLength"
+    bad = _check_size(tags[256][0], tags[257][0], "TIFF", max_pixels)
+    if bad:
+        return bad
+    for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
+        if offsets in tags and counts in tags and len(tags[offsets]) == len(tags[counts]):
+            end = max(o + c for o, c in zip(tags[offsets], tags[counts]))
+            if end > fb.size:
+                return ProblemKind.TRUNCATED, f"truncated TIFF: {fb.size} bytes, image data runs to byte {end}"
+    return None
+
+
+def _scan_webp(fb: _File, max_pixels: int):
+    hdr = fb.read(0, 30)
+    riff = struct.unpack("<I", hdr[4:8])[0]
+    if fb.size < riff + 8:
+        return ProblemKind.TRUNCATED, f"truncated WebP: {fb.size} bytes, the RIFF header says {riff + 8}"
+    chunk = hdr[12:16]
+    if chunk == b"VP8 " and len(hdr) >= 30 and hdr[23:26] == b"\x9d\x01\x2a":
+        w, h = (v & 0x3FFF for v in struct.unpack("<HH", hdr[26:30]))
+    elif chunk == b"VP8L" and len(hdr) >= 25 and hdr[20] == 0x2F:
+        bits = int.from_bytes(hdr[21:25], "little")
+        w, h = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    elif chunk == b"VP8X" and len(hdr) >= 30:
+        w = int.from_bytes(hdr[24:27], "little") + 1
+        h = int.from_bytes(hdr[27:30], "little") + 1
+    else:
+        return ProblemKind.CORRUPT_HEADER, f"corrupt WebP header: first chunk {chunk!r}"
+    return _check_size(w, h, "WebP", max_pixels)
+
+
+def _scan_pnm(fb: _File, max_pixels: int):
+    tokens, i, head = [], 2, fb.head
+    while len(tokens) < (2 if head[1:2] in b"14" else 3) and i < len(head):
+        c = head[i : i + 1]
+        if c == b"#":
+            j = head.find(b"\n", i)
+            i = len(head) if j < 0 else j + 1
+        elif c.isspace():
+            i += 1
+        else:
+            j = i
+            while j < len(head) and not head[j : j + 1].isspace() and head[j : j + 1] != b"#":
+                j += 1
+            tokens.append(head[i:j])
+            i = j
+    if not all(t.isdigit() for t in tokens) or len(tokens) < 2:
+        return ProblemKind.CORRUPT_HEADER, "corrupt PNM header: no width/height"
+    w, h = int(tokens[0]), int(tokens[1])
+    bad = _check_size(w, h, "PNM", max_pixels)
+    if bad:
+        return bad
+    if head[1:2] in b"56" and len(tokens) == 3:  # binary gray / RGB: data size is known
+        channels = 3 if head[1:2] == b"6" else 1
+        need = i + 1 + w * h * channels * (2 if int(tokens[2]) > 255 else 1)
+        if fb.size < need:
+            return ProblemKind.TRUNCATED, f"truncated PNM: {fb.size} bytes, pixel data needs {need}"
+    return None
+
+
+def _scan_jp2(fb: _File, max_pixels: int):
+    head = fb.head
+    if head.startswith(b"\xff\x4f\xff\x51"):  # raw codestream: SIZ follows SOC
+        if len(head) < 24:
+            return ProblemKind.TRUNCATED, "truncated JPEG 2000: ends inside the SIZ header"
+        xs, ys, xo, yo = struct.unpack(">IIII", head[8:24])
+        w, h = xs - xo, ys - yo
+    else:
+        i = head.find(b"ihdr")
+        if i < 0 or len(head) < i + 12:
+            return ProblemKind.CORRUPT_HEADER, "corrupt JPEG 2000 header: no ihdr box"
+        h, w = struct.unpack(">II", head[i + 4 : i + 12])
+    bad = _check_size(w, h, "JPEG 2000", max_pixels)
+    if bad:
+        return bad
+    if not fb.has_after(b"\xff\xd9", 0):  # EOC marker ends the codestream
+        return ProblemKind.TRUNCATED, "truncated JPEG 2000: no end-of-codestream marker (FFD9)"
+    return None
+
+
+_FORMATS = (  # (signature test, name, scanner)
+    (lambda b: b[:3] == b"\xff\xd8\xff", "JPEG", _scan_jpeg),
+    (lambda b: b[:8] == b"\x89PNG\r\n\x1a\n", "PNG", _scan_png),
+    (lambda b: b[:2] == b"BM", "BMP", _scan_bmp),
+    (lambda b: b[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), "TIFF", _scan_tiff),
+    (lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP", "WebP", _scan_webp),
+    (lambda b: len(b) > 2 and b[:1] == b"P" and b[1:2] in b"123456" and b[2:3].isspace(), "PNM", _scan_pnm),
+    (lambda b: b[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or b[:4] == b"\xff\x4f\xff\x51", "JPEG 2000", _scan_jp2),
+)
+
+_UNSUPPORTED = (  # recognised, but DALI's decoders fail on them (GIF: "nvImageCodec failure: '#4'")
+    (lambda b: b[:6] in (b"GIF87a", b"GIF89a"), "GIF"),
+    (lambda b: b[4:8] == b"ftyp" and b[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"), "HEIF/AVIF"),
+    (lambda b: b[:4] == b"%PDF", "PDF document"),
+    (lambda b: b[:4] == b"PK\x03\x04", "ZIP archive"),
+    (lambda b: b[:2] == b"\x1f\x8b", "gzip archive"),
+    (lambda b: b[:4] == b"\x00\x00\x01\x00", "ICO icon"),
+)
+
+
+def _text_reason(head: bytes) -> Optional[str]:
+    sample = head[:1024]
+    if b"\x00" in sample:
+        return None
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(sample) - 3:  # not just a character cut at the end of the sample
+            return None
+        text = sample[: e.start].decode("utf-8")
+    text = text.lstrip("\ufeff")
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    if not text or printable < 0.95 * len(text):
+        return None
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    kind = "HTML/XML file" if text.lstrip().startswith("<") else "text file"
+    return f"{kind}, not an image (starts with {first!r})"
+
+
+def _identify(fb: _File, max_pixels: int) -> Optional[tuple[ProblemKind, str]]:
+    head = fb.head
+    for test, _name, scan in _FORMATS:
+        if test(head):
+            return scan(fb, max_pixels)
+    for test, name in _UNSUPPORTED:
+        if test(head):
+            return ProblemKind.UNSUPPORTED_FORMAT, f"{name}, which DALI's image decoders cannot decode"
+    text = _text_reason(head)
+    if text:
+        return ProblemKind.TEXT, text
+    return (
+        ProblemKind.UNKNOWN_FORMAT,
+        f"unknown format: first bytes {head[:8].hex(' ')} are no JPEG/PNG/BMP/TIFF/WebP/PNM/JPEG 2000 signature",
+    )
+
+
+# --- public API ---------------------------------------------------------------------------
+
+
+def scan_file(path: "os.PathLike[str] | str", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Optional[Problem]:
+    """Check one file's header and tail.
+
+    Args:
+        path: the image file.
+        max_pixels: largest ``width * height`` a header may claim.
+
+    Returns:
+        ``None`` when nothing is wrong that a header can show, else a ``Problem``.
+    """
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)  # follows symbolic links; also keeps open() off FIFOs
+    except FileNotFoundError:
+        if os.path.islink(p):
+            return Problem(p, ProblemKind.MISSING, f"broken symbolic link to {os.readlink(p)!r}")
+        return Problem(p, ProblemKind.MISSING, "no such file")
+    except OSError as e:
+        return Problem(p, ProblemKind.UNREADABLE, f"cannot stat: {e.strerror or e}")
+    if stat.S_ISDIR(st.st_mode):
+        return Problem(p, ProblemKind.NOT_A_FILE, "is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        return Problem(p, ProblemKind.NOT_A_FILE, "not a regular file (FIFO, socket or device)")
+    if st.st_size == 0:
+        return Problem(p, ProblemKind.EMPTY, "empty file (0 bytes)")
+    try:
+        with open(p, "rb") as f:
+            found = _identify(_File(f, st.st_size), max_pixels)
+    except OSError as e:
+        return Problem(p, ProblemKind.UNREADABLE, f"cannot read: {e.strerror or e}")
+    return None if found is None else Problem(p, found[0], found[1])
+
+
+def scan_files(
+    paths: Iterable["os.PathLike[str] | str"],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: Optional[int] = None,
+) -> list[Problem]:
+    """Check many files' headers and tails; the problems come back in the order of ``paths``.
+
+    Reads at most 16 KiB from the start and 4 KiB from the end of a sound file (more only for
+    a JPEG with a long header or data after its end marker).
+
+    Args:
+        paths: image files.
+        max_pixels: largest ``width * height`` a header may claim (``DEFAULT_MAX_PIXELS`` is
+            Pillow's limit, 89,478,485).
+        workers: threads reading files (``None``: ``min(32, cpu_count + 4)``; 1: no threads).
+            Threads pay off on network file systems, where each open waits on the server.
+
+    Returns:
+        One ``Problem`` per bad file; empty when every file passed.
+    """
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be None or a positive int, got {workers!r}")
+    paths = [os.fspath(p) for p in paths]
+    if workers == 1 or len(paths) < 64:
+        found = [scan_file(p, max_pixels=max_pixels) for p in paths]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            found = list(pool.map(lambda p: scan_file(p, max_pixels=max_pixels), paths, chunksize=64))
+    return [p for p in found if p is not None]
+
+
+def filter_files(
+    paths: Sequence["os.PathLike[str] | str"],
+    labels: Optional[Sequence] = None,
+    *,
+    on_error: "OnError | str" = OnError.RAISE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: Optional[int] = None,
+) -> tuple[list[str], Optional[list]]:
+    """Scan ``paths`` and act on what is found, as ``on_error`` says (see ``OnError``).
+
+    Args:
+        paths: image files.
+        labels: one label per path, or ``None``.
+        on_error: ``"raise"`` or ``"skip"``.
+        max_pixels: passed to ``scan_files``.
+        workers: passed to ``scan_files``.
+
+    Returns:
+        ``(kept_paths, kept_labels)`` in the input order; ``kept_labels`` is ``None`` when
+        ``labels`` is.
+
+    Raises:
+        ValidationError: ``on_error="raise"`` and a file is bad, or no file is left.
+        ValueError: bad arguments (each names the argument).
+    """
+    mode = _enum_arg(OnError, on_error, "on_error")
+    paths = [os.fspath(p) for p in paths]
+    if labels is not None:
+        labels = list(labels)
+        if len(labels) != len(paths):
+            raise ValueError(f"labels has {len(labels)} entries but paths has {len(paths)}")
+    problems = scan_files(paths, max_pixels=max_pixels, workers=workers)
+    if not problems:
+        return paths, labels
+    if mode is OnError.RAISE:
+        raise ValidationError(problems, total=len(paths))
+    bad = {p.path for p in problems}
+    keep = [i for i, p in enumerate(paths) if p not in bad]
+    if not keep:
+        raise ValidationError(problems, total=len(paths), what="files (all of them)")
+    warnings.warn(_describe(problems, len(paths), "files left out (bad image files)"), BadFilesWarning, stacklevel=2)
+    return [paths[i] for i in keep], (None if labels is None else [labels[i] for i in keep])
+
+
+@dataclass(frozen=True)
+class FolderReport:
+    """What ``check_image_folder`` found.
+
+    Attributes:
+        classes: class folder names, sorted; a class's label is its index here (DALI's rule).
+        counts: image files per class (top level of each class folder only, as DALI reads).
+        ignored: files and sub-folders in class folders that DALI's ``file_root`` reader passes
+            over (other extensions, nested folders), sorted.
+    """
+
+    classes: tuple[str, ...]
+    counts: tuple[int, ...]
+    ignored: tuple[str, ...]
+
+
+def check_image_folder(
+    root: "os.PathLike[str] | str",
+    *,
+    extensions: Sequence[str] = DALI_IMAGE_EXTENSIONS,
+    empty_class: "EmptyClass | str" = EmptyClass.WARN,
+) -> FolderReport:
+    """Check an ImageFolder root (``root/<class>/<image>``) as DALI's ``file_root`` reads it.
+
+    DALI lists the sub-folders of ``root`` in sorted order and numbers them 0, 1, ... (empty
+    ones too); in each it takes the files whose extension matches, case-insensitively, and
+    passes over files at the root, nested folders and other extensions without a word.
+
+    Args:
+        root: the dataset folder.
+        extensions: image extensions, with the dot (matched case-insensitively).
+        empty_class: what to do with a class folder holding no image (see ``EmptyClass``).
+
+    Returns:
+        A ``FolderReport``. Files DALI passes over are named in one ``BadFilesWarning``.
+
+    Raises:
+        ValueError: ``root`` is missing, not a folder, has no class folders, or holds no image
+            at all; ``empty_class="raise"`` and a class folder is empty.
+    """
+    mode = _enum_arg(EmptyClass, empty_class, "empty_class")
+    exts = tuple(e.lower() for e in extensions)
+    if not exts or not all(isinstance(e, str) and e.startswith(".") for e in exts):
+        raise ValueError(f"extensions must be strings starting with '.', got {extensions!r}")
+    r = os.fspath(root)
+    if not os.path.exists(r):
+        raise ValueError(f"root {r!r} does not exist")
+    if not os.path.isdir(r):
+        raise ValueError(f"root {r!r} is not a folder")
+    try:
+        entries = sorted(os.scandir(r), key=lambda e: e.name)
+    except OSError as e:
+        raise ValueError(f"root {r!r} cannot be listed: {e.strerror or e}") from None
+    class_dirs = [e for e in entries if e.is_dir()]
+    if not class_dirs:
+        loose = sum(1 for e in entries if e.is_file())
+        extra = f" ({loose} files lie directly in it; DALI reads only root/<class>/<file>)" if loose else ""
+        raise ValueError(f"root {r!r} has no class folders{extra}")
+    counts, ignored = [], []
+    for d in class_dirs:
+        n = 0
+        with os.scandir(d.path) as it:
+            for e in it:
+                if e.is_file() and e.name.lower().endswith(exts):
+                    n += 1
+                else:
+                    ignored.append(os.path.join(d.name, e.name) + ("/" if e.is_dir() else ""))
+        counts.append(n)
+    if sum(counts) == 0:
+        raise ValueError(
+            f"root {r!r} holds no image files: its {len(class_dirs)} class folders have no file "
+            f"ending in {', '.join(exts)}"
+        )
+    report = FolderReport(tuple(d.name for d in class_dirs), tuple(counts), tuple(sorted(ignored)))
+    empty = [name for name, n in zip(report.classes, counts) if n == 0]
+    notes = []
+    if empty:
+        labels = ", ".join(f"{name!r} (label {report.classes.index(name)})" for name in empty)
+        msg = f"{len(empty)} of {len(class_dirs)} class folders in {r!r} hold no image: {labels}"
+        if mode is EmptyClass.RAISE:
+            raise ValueError(msg)
+        notes.append(msg + "; their labels are kept, so later classes keep their numbers")
+    if ignored:
+        shown = ", ".join(ignored[:10]) + (f" ... and {len(ignored) - 10} more" if len(ignored) > 10 else "")
+        notes.append(f"{len(ignored)} entries in class folders are not read (not {'/'.join(exts)}, or nested): {shown}")
+    if notes:
+        warnings.warn("\n".join(notes), BadFilesWarning, stacklevel=2)
+    return report
