@@ -170,7 +170,8 @@ class DALIMixupIterator(DALIGenericIterator):
             images = mix_images(x, params, dtype=out_dtype)
         else:
             images = x
-        labels = labels.to(x.device, non_blocking=True)
+        if x.is_cuda:  # pinned, so the copy is queued on the stream, not waited for
+            labels = labels.pin_memory().to(x.device, non_blocking=True)
         targets = mix_targets(labels, params, self.num_classes, self.mixup.label_smoothing)
         return {"data": images, "label": targets, "lam": params.lam, "perm": params.perm, "label_index": labels}
 
