@@ -12,6 +12,7 @@ the one pass over the batch. Tensors handed out are owned by torch and stay vali
 from __future__ import annotations
 
 import base64
+import contextlib
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
@@ -23,8 +24,13 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator
 from .config import MixupConfig
 from .mix import IMAGE_DTYPES, mix_images, mix_targets
 from .sampler import MixupParams, MixupSampler
+from .sources import Source
 
-__all__ = ["DALIMixupIterator", "LastBatchPolicy"]
+__all__ = ["BadDataError", "DALIMixupIterator", "LastBatchPolicy"]
+
+
+class BadDataError(RuntimeError):
+    """DALI failed on the data; the message names the bad files where a header scan finds them."""
 
 
 def _shard_seed(seed: int, index: int) -> int:
@@ -102,12 +108,15 @@ class DALIMixupIterator(DALIGenericIterator):
         num_classes: Optional[int] = None,
         dtype: Optional[torch.dtype] = None,
         pipeline_factory: Optional[Callable[[Optional[str]], Pipeline]] = None,
+        source: Optional[Source] = None,
     ) -> None:
+        self.source = source
+        self.classes = source.classes if source is not None else None
         self._init_kwargs = dict(
             size=size, reader_name=reader_name, auto_reset=auto_reset, fill_last_batch=fill_last_batch,
             dynamic_shape=dynamic_shape, last_batch_padded=last_batch_padded, last_batch_policy=last_batch_policy,
             prepare_first_batch=prepare_first_batch, mixup=mixup, seed=seed, num_classes=num_classes, dtype=dtype,
-            pipeline_factory=pipeline_factory,
+            pipeline_factory=pipeline_factory, source=source,
         )
         self._pipeline_factory = pipeline_factory
         if mixup is None:
@@ -131,18 +140,45 @@ class DALIMixupIterator(DALIGenericIterator):
         self._samplers = [
             MixupSampler(mixup, _shard_seed(self._seed, self._pipe_shard(p, reader_name, i))) for i, p in enumerate(pipes)
         ]
-        super().__init__(
-            pipelines,
-            ["data", "label"],
+        with self._naming_bad_files():  # the first batch is prepared here
+            super().__init__(
+                pipelines,
+                ["data", "label"],
             size=size,
             reader_name=reader_name,
             auto_reset=auto_reset,
             fill_last_batch=fill_last_batch,
             dynamic_shape=dynamic_shape,
             last_batch_padded=last_batch_padded,
-            last_batch_policy=last_batch_policy,
-            prepare_first_batch=prepare_first_batch,
-        )
+                last_batch_policy=last_batch_policy,
+                prepare_first_batch=prepare_first_batch,
+            )
+
+    @contextlib.contextmanager
+    def _naming_bad_files(self):
+        """DALI's decode errors do not always name the file ("nvImageCodec failure: '#4'"): scan
+        the source's files and raise ``BadDataError`` naming the bad ones."""
+        try:
+            yield
+        except RuntimeError as e:
+            if self.source is None or not self.source.files:
+                raise
+            from .validate import scan_files
+
+            problems = scan_files(self.source.files)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if problems:
+                listed = "\n  ".join(str(p) for p in problems[:20])
+                more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+                raise BadDataError(
+                    f"DALI could not read a batch ({first}). Bad files in the dataset:\n  {listed}{more}\n"
+                    "Fix or remove them, or build the loader with on_error='skip'. This iterator is no "
+                    "longer usable; build a new one."
+                ) from e
+            raise BadDataError(
+                f"DALI could not read a batch: {first}. The header scan finds no bad file, so the damage is "
+                "inside an image's data. This iterator is no longer usable; build a new one."
+            ) from e
 
     @staticmethod
     def _pipe_shard(pipe: Pipeline, reader_name: Optional[str], index: int) -> int:
@@ -152,7 +188,8 @@ class DALIMixupIterator(DALIGenericIterator):
         return index
 
     def __next__(self) -> List[Dict[str, torch.Tensor]]:
-        batches = super().__next__()
+        with self._naming_bad_files():
+            batches = super().__next__()
         return [self._mix(i, b) for i, b in enumerate(batches)]
 
     def _mix(self, index: int, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -206,10 +243,8 @@ class DALIMixupIterator(DALIGenericIterator):
         if self._pipeline_factory is not None:
             pipes = [self._pipeline_factory(cp) for cp in checkpoints]
             kwargs = dict(self._init_kwargs)
-            extras = {k: getattr(self, k) for k in ("source", "classes") if hasattr(self, k)}
             self._pipes = None  # drop the old pipelines (and their threads) before building new ones
             DALIMixupIterator.__init__(self, pipes if len(pipes) > 1 else pipes[0], **kwargs)
-            self.__dict__.update(extras)
         elif not all(p.is_restored_from_checkpoint for p in self._pipes):
             raise ValueError(
                 "load_state_dict: these pipelines were not built from the checkpoints; build each with "

@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 
 from .config import MixupConfig
-from .sources import Source, resolve_source
+from .sources import Source, SourceKind, resolve_source
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "uint8": torch.uint8}
 
@@ -93,6 +93,9 @@ def create_loader(
     num_classes: Optional[int] = None,
     device_id: Optional[int] = None,
     prefetch_queue_depth: int = 2,
+    validate: bool = False,
+    on_error: str = "raise",
+    max_pixels: Optional[int] = None,
 ):
     """Build the pipeline and the ``DALIMixupIterator`` over it.
 
@@ -123,6 +126,14 @@ def create_loader(
         num_classes: C; default: ``mixup.num_classes``, else the dataset's class count.
         device_id: CUDA device; default the local rank.
         prefetch_queue_depth: batches DALI prepares ahead.
+        validate: scan every file's header before training (``dali_mixup.validate``): missing,
+            empty, truncated, not an image, too many pixels. Bad files raise or are skipped as
+            ``on_error`` says. Without it, a bad file raises at the batch that meets it, naming
+            the file.
+        on_error: 'raise' (default): an exception naming each bad file; 'skip': bad files are
+            left out up front (this scans, whatever ``validate`` says) with one warning listing
+            them and their count.
+        max_pixels: the decompression-bomb limit of the scan (default: Pillow's, ~89 Mpx).
 
     Returns:
         ``DALIMixupIterator``, with ``.source`` (the resolved ``Source``) and ``.classes``;
@@ -181,8 +192,24 @@ def create_loader(
         num_threads = max(1, (os.cpu_count() or 1) // local_world)
     num_threads = _check_int("num_threads", num_threads, 1)
 
+    from .validate import DEFAULT_MAX_PIXELS, OnError, filter_files
+
+    try:
+        on_error = OnError(on_error)
+    except ValueError:
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}") from None
+    if not isinstance(validate, bool):
+        raise TypeError(f"validate must be a bool, got {validate!r}")
+    max_pixels = _check_int("max_pixels", DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, 1)
+
     wanted_classes = num_classes if num_classes is not None else (mixup.num_classes if mixup else None)
     source: Source = resolve_source(root, file_list, shards, num_classes=wanted_classes)
+    if validate or on_error is OnError.SKIP:
+        if source.kind is SourceKind.WEBDATASET:
+            raise ValueError("validate=True / on_error='skip' need image files; for WebDataset shards DALI "
+                             "reports a bad sample at the batch that holds it")
+        files, labels = filter_files(source.files, source.labels, on_error=on_error, max_pixels=max_pixels)
+        source = dataclasses.replace(source, files=tuple(files), labels=tuple(labels))
     if wanted_classes is None:
         wanted_classes = source.num_classes
     wanted_classes = _check_int("num_classes", wanted_classes, 1)
@@ -212,7 +239,6 @@ def create_loader(
         num_classes=wanted_classes,
         dtype=_DTYPES[dtype],
         pipeline_factory=make_pipeline,
+        source=source,
     )
-    it.source = source
-    it.classes = source.classes
     return it

@@ -11,11 +11,15 @@ import enum
 import glob
 import os
 import tarfile
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
-# torchvision's IMG_EXTENSIONS
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+from .validate import DALI_IMAGE_EXTENSIONS
+
+# torchvision's IMG_EXTENSIONS and what DALI's file reader picks up (adds .pnm, .pbm, .jp2)
+IMG_EXTENSIONS = tuple(sorted({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
+                              | set(DALI_IMAGE_EXTENSIONS)))
 # WebDataset member extensions read as the image and as the class
 WDS_IMAGE_EXT = "jpg;jpeg;png"
 WDS_LABEL_EXT = "cls"
@@ -73,6 +77,13 @@ def _folder(root: str) -> Source:
                     labels.append(index)
     if not files:
         raise ValueError(f"root: {root!r} has class folders but no images with extensions {IMG_EXTENSIONS}")
+    empty = [name for index, name in enumerate(classes) if index not in set(labels)]
+    if empty:
+        warnings.warn(
+            f"root: {root!r}: class folder(s) with no images: {empty}; they keep their class index "
+            "(as torchvision and DALI number them) and never occur as a label",
+            stacklevel=3,
+        )
     return Source(SourceKind.FOLDER, tuple(files), tuple(labels), tuple(classes))
 
 
