@@ -1,0 +1,253 @@
+"""The training example (``dali_mixup/train.py``), the digits data and their pieces.
+
+Data is made here: a tiny 3-class ImageFolder of stripe patterns (JPEGs in ``tmp_path``), and
+scikit-learn's bundled digits (no download).
+"""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dali_mixup import digits
+from dali_mixup import train as train_mod
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+pytest.importorskip("nvidia.dali")
+
+
+def _pattern(kind: int, rng, size=32):
+    """Class 0: horizontal stripes, 1: vertical stripes, 2: checkerboard; random phase, noise."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    period = rng.integers(6, 10)
+    ph = rng.integers(0, period)
+    if kind == 0:
+        img = ((yy + ph) // (period // 2)) % 2
+    elif kind == 1:
+        img = ((xx + ph) // (period // 2)) % 2
+    else:
+        img = (((yy + ph) // (period // 2)) + ((xx + ph) // (period // 2))) % 2
+    img = img * 180.0 + 40.0 + rng.normal(0, 15, img.shape)
+    return np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+@pytest.fixture(scope="module")
+def stripes(tmp_path_factory):
+    """``root/train/<c>/*.jpg`` (16 per class) and ``root/val/<c>/*.jpg`` (7 per class)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("stripes")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 16), ("val", 7)):
+        for c in range(3):
+            d = root / split / str(c)
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(_pattern(c, rng)).save(d / f"{i:02d}.jpg", quality=90)
+    return root
+
+
+def _argv(data, out, *extra):
+    return [
+        str(data), "--out", str(out), "--model", "small-cnn", "--width", "8", "--image-size", "32",
+        "--val-resize", "32", "--scale", "0.6", "1.0", "--batch-size", "8", "--lr", "0.05",
+        "--mixup-alpha", "0.2", "--device", "cpu", "--threads", "1", "--torch-threads", "1", *extra,
+    ]
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_soft_target_cross_entropy_matches_torch_on_one_hot_and_soft_targets():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 4, dtype=torch.bfloat16)
+    y = torch.tensor([0, 3, 1, 1, 2])
+    ours = train_mod.soft_target_cross_entropy(logits, F.one_hot(y, 4).float())
+    assert torch.allclose(ours, F.cross_entropy(logits.float(), y))
+    soft = torch.softmax(torch.randn(5, 4), 1)
+    assert torch.allclose(train_mod.soft_target_cross_entropy(logits, soft), F.cross_entropy(logits.float(), soft))
+
+
+def test_warmup_cosine_schedule():
+    f = train_mod.warmup_cosine(total_steps=10, warmup_steps=2)
+    assert [f(0), f(1)] == [0.5, 1.0]
+    assert f(2) == pytest.approx(1.0) and f(6) == pytest.approx(0.5) and f(10) == pytest.approx(0.0)
+    g = train_mod.warmup_cosine(total_steps=4)
+    assert g(0) == 1.0 and g(4) == pytest.approx(0.0)
+
+
+def test_metrics_accuracy_nll_and_ece_by_hand():
+    m = train_mod.ClassificationMetrics(bins=15)
+    # confidence 0.7 on class 0 for all four; three are right: acc 0.75, conf 0.7 -> ECE 0.05
+    p = torch.tensor([[0.7, 0.2, 0.1]] * 4)
+    m.update(p.log(), torch.tensor([0, 0, 0, 1]))
+    r = m.compute()
+    assert r["count"] == 4 and r["accuracy"] == pytest.approx(0.75)
+    assert r["nll"] == pytest.approx((3 * -math.log(0.7) - math.log(0.2)) / 4, rel=1e-6)
+    assert r["ece"] == pytest.approx(0.05, abs=1e-6)
+    assert sum(r["bins"]["count"]) == 4 and r["bins"]["count"][10] == 4  # 0.7 is in (10/15, 11/15]
+
+
+def test_metrics_perfectly_confident_and_right_has_zero_ece_and_edges_bin_correctly():
+    m = train_mod.ClassificationMetrics(bins=15)
+    logits = torch.tensor([[50.0, 0.0], [0.0, 50.0]])
+    m.update(logits, torch.tensor([0, 1]))
+    r = m.compute()
+    assert r["accuracy"] == 1.0 and r["ece"] == pytest.approx(0.0, abs=1e-12)
+    assert r["bins"]["count"][14] == 2  # confidence 1.0 belongs to the last bin, not past it
+
+
+def test_small_cnn_shapes_and_channels_last():
+    model = train_mod.build_model("small-cnn", 10, width=8).to(memory_format=torch.channels_last)
+    x = torch.randn(3, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    assert model(x).shape == (3, 10)
+    assert train_mod.build_model("small-cnn", 4, width=8)(torch.randn(1, 3, 8, 8)).shape == (1, 4)
+    with pytest.raises(ValueError, match="unknown model"):
+        train_mod.build_model("vgg", 10)
+
+
+def test_cpu_gets_no_autocast():
+    assert train_mod.autocast_dtype("bf16", torch.device("cpu")) is None
+    assert train_mod.autocast_dtype("auto", torch.device("cpu")) is None
+
+
+def test_cli_knows_both_subcommands():
+    from dali_mixup.cli import build_parser
+
+    a = build_parser().parse_args(["train", "d", "--model", "small-cnn", "--no-channels-last"])
+    assert a.model == "small-cnn" and a.channels_last is False and a.mixup_alpha == 0.2
+    b = build_parser().parse_args(["prepare-digits", "d", "--size", "16"])
+    assert b.size == 16
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def test_digits_split_is_stratified_disjoint_and_fixed():
+    labels = np.repeat(np.arange(10), 20)
+    tr, te = digits.split_indices(labels, 0.25)
+    assert len(np.intersect1d(tr, te)) == 0 and len(tr) + len(te) == 200
+    assert np.bincount(labels[te]).tolist() == [5] * 10
+    tr2, te2 = digits.split_indices(labels, 0.25)
+    assert np.array_equal(te, te2)
+    with pytest.raises(ValueError, match="test_fraction"):
+        digits.split_indices(labels, 1.0)
+
+
+def test_prepare_digits_writes_the_image_folder_once(tmp_path):
+    pytest.importorskip("sklearn")
+    m = digits.prepare_digits(tmp_path, size=16)
+    assert m["counts"] == {"train": 1347, "test": 450}
+    files = sorted(tmp_path.glob("*/*/*.jpg"))
+    assert len(files) == 1797
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == [str(c) for c in range(10)]
+    from PIL import Image
+
+    with Image.open(files[0]) as im:
+        assert im.size == (16, 16) and im.mode == "RGB"
+    before = files[0].stat().st_mtime_ns
+    assert digits.prepare_digits(tmp_path, size=16) == m  # same settings: nothing rewritten
+    assert files[0].stat().st_mtime_ns == before
+    with pytest.raises(FileExistsError, match="--force"):
+        digits.prepare_digits(tmp_path, size=24)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_training_lowers_the_loss_and_resumes_from_the_checkpoint(stripes, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_mod.main(_argv(stripes, out, "--epochs", "3", "--log-every", "1")) == 0
+    text = capsys.readouterr().out
+    assert "device: cpu" in text
+    step_losses = [float(line.split(" loss ")[1].split()[0]) for line in text.splitlines() if " step " in line]
+    assert len(step_losses) == 3 * 6  # 48 images, batch 8
+    first = json.loads((out / "metrics.json").read_text())
+    losses = [h["train_loss"] for h in first["history"]]
+    assert losses[-1] < losses[0] and np.mean(step_losses[-6:]) < np.mean(step_losses[:6]), losses
+    assert all(h["val_count"] == 21 for h in first["history"])
+    assert 0.0 <= first["final"]["ece"] <= 1.0
+
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 2 and {"model", "optimizer", "scheduler", "loader"} <= set(ckpt)
+    assert ckpt["scheduler"]["last_epoch"] == 18
+
+    # two more epochs from the checkpoint: history continues, schedule continues, weights move on
+    result = train_mod.main(_argv(stripes, out, "--epochs", "5", "--resume", "auto"))
+    assert result == 0
+    text = capsys.readouterr().out
+    assert "resumed from" in text and "continuing at epoch 3" in text
+    second = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in second["history"]] == [0, 1, 2, 3, 4]
+    assert second["history"][:3] == first["history"]
+    ckpt2 = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt2["epoch"] == 4 and ckpt2["scheduler"]["last_epoch"] == 30
+    assert not torch.equal(ckpt2["model"]["head.weight"], ckpt["model"]["head.weight"])
+
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        train_mod.main(_argv(stripes, tmp_path / "other", "--epochs", "1", "--resume", str(tmp_path / "missing.pt")))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(stripes, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def launch(*extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "dali_mixup", "train", *_argv(stripes, out, *extra)]
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    text = launch("--epochs", "3")
+    assert "DDP over 2 processes (gloo)" in text
+    assert "3 steps/epoch of 8 per process" in text  # 48 images, 24 per shard
+    m = json.loads((out / "metrics.json").read_text())
+    assert [h["val_count"] for h in m["history"]] == [21, 21, 21]  # each val image once over both shards
+    assert m["history"][-1]["train_loss"] < m["history"][0]["train_loss"]
+
+    text = launch("--epochs", "4", "--resume", "auto")
+    assert "continuing at epoch 3" in text and "not restored" not in text  # each rank got its own shard's state
+    m2 = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in m2["history"]] == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_matches_the_uninterrupted_one(stripes, tmp_path, monkeypatch):
+    """Model, optimizer, schedule and the loader's state (data order, crops, mixup draws) all
+    come back: 5 epochs straight and 3 + crash + 2 resumed give the same numbers and weights."""
+    straight = tmp_path / "straight"
+    assert train_mod.main(_argv(stripes, straight, "--epochs", "5", "--quiet")) == 0
+
+    crashed = tmp_path / "crashed"
+    real_save = train_mod.save_checkpoint
+
+    def save_then_crash(path, state):
+        real_save(path, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt("simulated crash after epoch 3")
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.main(_argv(stripes, crashed, "--epochs", "5", "--quiet"))
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    assert train_mod.main(_argv(stripes, crashed, "--epochs", "5", "--quiet", "--resume", "auto")) == 0
+
+    def numbers(out):
+        hist = json.loads((out / "metrics.json").read_text())["history"]
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in hist]
+
+    assert numbers(crashed) == numbers(straight)
+    a = torch.load(straight / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    b = torch.load(crashed / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
