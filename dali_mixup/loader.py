@@ -86,6 +86,7 @@ def create_loader(
     auto_reset: bool = True,
     scale: Tuple[float, float] = (0.08, 1.0),
     ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    flip_prob: float = 0.5,
     mean: Sequence[float] = (0.485, 0.456, 0.406),
     std: Sequence[float] = (0.229, 0.224, 0.225),
     resize_shorter: Optional[int] = None,
@@ -120,6 +121,7 @@ def create_loader(
             of batches (``len(loader)``) whatever the policy.
         auto_reset: start the next epoch when one ends (``for epoch ...: for batch in loader``).
         scale, ratio: RandomResizedCrop's area and aspect-ratio ranges.
+        flip_prob: chance of a horizontal flip in training (0 for digits, text, ...).
         mean, std: normalisation, in [0, 1] units.
         resize_shorter: validation resize (default ``image_size / 0.875``).
         hw_decoder_load: share of JPEGs sent to the A100/H100 hardware decoder (GPU only).
@@ -161,6 +163,8 @@ def create_loader(
             raise TypeError(f"{name} must be 3 numbers (RGB), got {v!r}")
     if any(float(s) <= 0 for s in std):
         raise ValueError(f"std must be > 0, got {std!r}")
+    if isinstance(flip_prob, bool) or not isinstance(flip_prob, numbers.Real) or not 0 <= flip_prob <= 1:
+        raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob!r}")
     if isinstance(hw_decoder_load, bool) or not isinstance(hw_decoder_load, numbers.Real) or not 0 <= hw_decoder_load <= 1:
         raise ValueError(f"hw_decoder_load must be in [0, 1], got {hw_decoder_load!r}")
     if last_batch_policy is None:
@@ -226,7 +230,7 @@ def create_loader(
                   device_id=device_id, seed=seed, prefetch_queue_depth=prefetch_queue_depth)
     def make_pipeline(checkpoint=None):
         if train:
-            return train_pipeline(scale=scale, ratio=ratio, checkpoint=checkpoint, **common)
+            return train_pipeline(scale=scale, ratio=ratio, flip_prob=float(flip_prob), checkpoint=checkpoint, **common)
         return val_pipeline(resize_shorter=resize_shorter, checkpoint=checkpoint, **common)
 
     it = DALIMixupIterator(

@@ -96,12 +96,13 @@ def decode_center(encoded, *, device: str, image_size: int, resize_shorter: int,
 def train_pipeline(source: Source, device: str = "cpu", image_size: int = 224, scale=(0.08, 1.0),
                    ratio=(3 / 4, 4 / 3), mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype: str = "float32",
                    layout: str = "NCHW", hw_decoder_load: float = 0.65, shard_id: int = 0, num_shards: int = 1,
-                   shuffle: bool = True):
+                   shuffle: bool = True, flip_prob: float = 0.5):
     """Training pipeline: ``(images, labels)``. Pipeline arguments (``batch_size``,
     ``num_threads``, ``device_id`` — ``None`` for CPU — ``seed``, ...) as for any ``pipeline_def``."""
     encoded, labels = read_source(source, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle)
     images = decode_augment(encoded, device=device, image_size=image_size, scale=scale, ratio=ratio, mean=mean,
-                            std=std, dtype=dtype, layout=layout, hw_decoder_load=hw_decoder_load)
+                            std=std, dtype=dtype, layout=layout, hw_decoder_load=hw_decoder_load,
+                            flip_prob=flip_prob)
     return images, labels
 
 

@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=224, help="side of the training crop and validation crop (default 224)")
     parser.add_argument("--val-resize", type=int, default=None, help="validation: resize the shorter side to this, then center-crop --image-size (default image-size/0.875)")
     parser.add_argument("--scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"), help="random-resized-crop area range (default 0.08 1.0)")
+    parser.add_argument("--flip-prob", type=float, default=0.5, help="horizontal-flip probability in training (default 0.5; 0 for digits and text)")
     parser.add_argument("--epochs", type=int, default=90)
     parser.add_argument("--batch-size", type=int, default=256, help="per process (default 256)")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate for the whole batch of all processes (default 0.1)")
@@ -299,7 +300,7 @@ def make_loaders(args, dist: Dist):
     if dist.enabled:
         common.update(shard_id=dist.rank, num_shards=dist.world_size)
     train_loader = dali_mixup.create_loader(
-        args.data / "train", mixup=mixup, train=True, scale=tuple(args.scale), **common
+        args.data / "train", mixup=mixup, train=True, scale=tuple(args.scale), flip_prob=args.flip_prob, **common
     )
     # PARTIAL (the default): every validation image exactly once over all processes
     val_loader = dali_mixup.create_loader(find_val_root(args.data), train=False, resize_shorter=args.val_resize, **common)

@@ -39,7 +39,7 @@ REPO = HERE.parent
 # The shared budget. Small CNN on 32x32 digits; chosen so that the whole experiment runs on
 # 2 CPU cores in under 15 minutes.
 COMMON = [
-    "--model", "small-cnn", "--width", "16", "--image-size", "32", "--scale", "0.5", "1.0",
+    "--model", "small-cnn", "--width", "16", "--image-size", "32", "--scale", "0.5", "1.0", "--flip-prob", "0",
     "--epochs", "30", "--batch-size", "64", "--lr", "0.1", "--weight-decay", "5e-4",
     "--warmup-epochs", "1", "--val-resize", "32", "--device", "cpu", "--threads", "1", "--torch-threads", "1", "--quiet",
 ]

@@ -201,3 +201,14 @@ def test_bad_paths(tmp_path):
         loader(None, file_list=str(fl))
     with pytest.raises(ValueError, match="exactly one"):
         loader(str(tmp_path), file_list=str(fl))
+
+
+def test_flip_prob_zero_and_one(root):
+    def first(p):
+        return next(iter(loader(root, train=True, flip_prob=p, seed=12, scale=(1.0, 1.0), ratio=(1.0, 1.0))))[0]
+
+    a, b = first(0.0), first(1.0)
+    assert torch.equal(a["label_index"], b["label_index"])
+    torch.testing.assert_close(b["data"], a["data"].flip(-1))  # same crop, mirrored
+    with pytest.raises(ValueError, match="flip_prob"):
+        loader(root, flip_prob=1.5)
