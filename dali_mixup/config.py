@@ -2,6 +2,8 @@
 
 Mixup: Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018,
 https://arxiv.org/abs/1710.09412
+CutMix: Yun et al., "CutMix: Regularization Strategy to Train Strong Classifiers with Localizable
+Features", ICCV 2019, https://arxiv.org/abs/1905.04899
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import enum
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 
 class MixMode(str, enum.Enum):
@@ -72,6 +74,18 @@ def _check_enum(name: str, enum_type, value):
         raise ValueError(f"MixupConfig.{name} must be one of {allowed}; got {value!r}") from None
 
 
+def _check_minmax(value):
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise TypeError(f"MixupConfig.cutmix_minmax must be None or a pair (lo, hi), got {value!r}")
+    lo = _check_real("cutmix_minmax", value[0], low=0.0, high=1.0)
+    hi = _check_real("cutmix_minmax", value[1], low=0.0, high=1.0)
+    if not lo < hi:
+        raise ValueError(f"MixupConfig.cutmix_minmax must have lo < hi, got {value!r}")
+    return (lo, hi)
+
+
 @dataclass(frozen=True)
 class MixupConfig:
     """What mixup does to each batch. Validated when constructed.
@@ -89,6 +103,24 @@ class MixupConfig:
         num_classes: number of classes C (>= 1); ``None`` lets ``create_loader`` take it from
             the dataset.
         enabled: ``False`` switches mixup off (λ = 1, perm = identity), e.g. for the last epochs.
+        cutmix_alpha: CutMix's Beta parameter, >= 0; 0 (the default) switches CutMix off. A CutMix
+            sample draws λ ~ Beta(cutmix_alpha, cutmix_alpha) and a box of area about (1 − λ) of
+            the image (timm's ``rand_bbox``); inside the box it takes its partner's pixels.
+        cutmix_minmax: ``(lo, hi)`` with 0 <= lo < hi <= 1, or ``None``. When given, CutMix is on
+            (whatever ``cutmix_alpha`` is, as timm) and a box's height and width are drawn
+            uniformly between ``lo`` and ``hi`` of the image's (timm's ``rand_bbox_minmax``);
+            λ then always comes from the box area.
+        switch_prob: chance in [0, 1] that a mixed sample (or batch, in ``batch`` mode) uses
+            CutMix instead of mixup when CutMix is on. 0: mixup only, the very same draws as
+            with CutMix off; 1: CutMix only. ``prob`` still decides whether a sample is mixed at
+            all, so a sample uses CutMix with probability ``prob * switch_prob``.
+        correct_lam: recompute a CutMix sample's λ from its box after clipping to the image,
+            λ = 1 − box area / image area (default ``True``, as timm); targets follow this λ.
+
+    Worked example, ``MixupConfig(alpha=0.2, cutmix_alpha=1.0, switch_prob=0.5, mode="elem")``
+    on a batch of 4 images of 224x224: each sample is mixed (``prob`` = 1); about half draw
+    λ ~ Beta(0.2, 0.2) and blend, the others draw λ ~ Beta(1, 1), get a box such as rows
+    [40, 190) x columns [12, 170) and λ = 1 − 150*158/224² ≈ 0.528.
     """
 
     alpha: float = 1.0
@@ -99,6 +131,15 @@ class MixupConfig:
     label_smoothing: float = 0.0
     num_classes: Optional[int] = None
     enabled: bool = True
+    cutmix_alpha: float = 0.0
+    cutmix_minmax: Optional[Tuple[float, float]] = None
+    switch_prob: float = 0.5
+    correct_lam: bool = True
+
+    @property
+    def cutmix_on(self) -> bool:
+        """True when a batch may use CutMix (so ``MixupSampler.sample`` needs the image size)."""
+        return (self.cutmix_alpha > 0.0 or self.cutmix_minmax is not None) and self.switch_prob > 0.0
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -121,6 +162,11 @@ class MixupConfig:
             set_(self, "num_classes", int(self.num_classes))
         if not isinstance(self.enabled, bool):
             raise TypeError(f"MixupConfig.enabled must be a bool, got {self.enabled!r}")
+        set_(self, "cutmix_alpha", _check_real("cutmix_alpha", self.cutmix_alpha, low=0.0))
+        set_(self, "cutmix_minmax", _check_minmax(self.cutmix_minmax))
+        set_(self, "switch_prob", _check_real("switch_prob", self.switch_prob, low=0.0, high=1.0))
+        if not isinstance(self.correct_lam, bool):
+            raise TypeError(f"MixupConfig.correct_lam must be a bool, got {self.correct_lam!r}")
         if self.mode is MixMode.PAIR and self.pairing is Pairing.ROLL:
             raise ValueError(
                 "MixupConfig.mode='pair' needs mutual partners; pairing='roll' is not its own "

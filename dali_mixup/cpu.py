@@ -3,35 +3,62 @@
 Each output sample is computed from two input samples in float32 as the CUDA kernel does: one
 rounded product ``lam*x[i]``, then ``add_(x[j], alpha=1-lam)``, which torch's vectorised CPU
 kernels compute as a fused multiply-add (``__fmaf_rn`` on the GPU). Per-sample work keeps the
-batch streamed once: two reads and one write per element.
+batch streamed once: two reads and one write per element. A CutMix sample is two copies (the
+sample, then the partner's box over it), so its bits match the kernel's trivially.
 """
 
 from __future__ import annotations
+
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
 
-def mix_images_cpu(x2d: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor, out2d: torch.Tensor) -> None:
-    """``out2d[i] = lam[i]*x2d[i] + (1-lam[i])*x2d[perm[i]]``; x2d, out2d: (N, S) dense views."""
+def mix_images_cpu(
+    x2d: torch.Tensor,
+    lam: torch.Tensor,
+    perm: torch.Tensor,
+    out2d: torch.Tensor,
+    cutmix: Optional[torch.Tensor] = None,
+    boxes: Optional[torch.Tensor] = None,
+    grid: Optional[Tuple[int, int, int, int]] = None,
+) -> None:
+    """``out2d[i] = lam[i]*x2d[i] + (1-lam[i])*x2d[perm[i]]``; x2d, out2d: (N, S) dense views.
+
+    With ``cutmix`` ((N,) bool), ``boxes`` ((N, 4) int64 y0, y1, x0, x1) and ``grid``
+    (outer, H, W, inner) such that a sample is ``(outer, H, W, inner)`` in memory order, a
+    CutMix sample instead copies ``x2d[perm[i]]`` inside its box and ``x2d[i]`` outside.
+    """
     n, s = x2d.shape
     if n == 0 or s == 0:
         return
     lam_np = lam.numpy()
     mu_np = np.float32(1.0) - lam_np  # float32 arithmetic, as the kernel's 1.0f - l
     perm_list = perm.tolist()
+    cut_list = cutmix.tolist() if cutmix is not None else [False] * n
+    box_list = boxes.tolist() if cutmix is not None else None
     f32_in = x2d.dtype == torch.float32
     f32_out = out2d.dtype == torch.float32
     tmp = None if f32_in else torch.empty(s, dtype=torch.float32)
     acc = None if f32_out else torch.empty(s, dtype=torch.float32)
     # λ = 1 is a plain conversion, except float -> uint8, which must round and saturate
     plain_copy = out2d.dtype != torch.uint8 or x2d.dtype == torch.uint8
+    if any(cut_list):
+        x5, out5 = x2d.view(n, *grid), out2d.view(n, *grid)
     for i in range(n):
         l = float(lam_np[i])
+        j = perm_list[i]
+        if cut_list[i]:
+            # the box is a copy of the partner, the rest a copy of the sample: no arithmetic
+            y0, y1, x0, x1 = box_list[i]
+            _convert(out5[i], x5[i], plain_copy)
+            if y1 > y0 and x1 > x0:
+                _convert(out5[i, :, y0:y1, x0:x1], x5[j, :, y0:y1, x0:x1], plain_copy)
+            continue
         if l == 1.0 and plain_copy:
             out2d[i].copy_(x2d[i])
             continue
-        j = perm_list[i]
         mu = float(mu_np[i])
         a = out2d[i] if f32_out else acc
         if l == 1.0:
@@ -46,6 +73,15 @@ def mix_images_cpu(x2d: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor, out
             if out2d.dtype == torch.uint8:
                 a.round_().clamp_(0.0, 255.0)
             out2d[i].copy_(a)
+
+
+def _convert(dst: torch.Tensor, src: torch.Tensor, plain_copy: bool) -> None:
+    """``dst = src`` through float32 as the kernel's ``dm_store(dm_load(v))``: exact widening,
+    nearest-even narrowing, and for float -> uint8 round half to even and saturate."""
+    if plain_copy:
+        dst.copy_(src)
+    else:
+        dst.copy_(torch.round(src.to(torch.float32)).clamp_(0.0, 255.0))  # never in place on src
 
 
 def mix_targets_cpu(labels: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor, num_classes: int,

@@ -1,6 +1,7 @@
 """The CUDA side of mixup: named, module-level CuPy ``ElementwiseKernel``s and thin launchers.
 
-The kernels are pure functions of ``(x, lam, perm)``. Their CUDA source lives in the string
+The kernels are pure functions of ``(x, lam, perm)`` (and, for CutMix, ``cut``, ``boxes`` and the
+sample's memory grid). Their CUDA source lives in the string
 constants below so that tests can compile it with NVRTC for sm_80/sm_90 and run it on the host
 (as C++) against the CPU twin without a GPU. CuPy is imported only when a kernel is launched.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import functools
 
 MIX_PREAMBLE = r"""
+#include <cupy/float16.cuh>  /* CuPy includes it only when a kernel argument is float16 */
 __device__ __forceinline__ float dm_load(unsigned char v) { return (float)v; }
 __device__ __forceinline__ float dm_load(float v) { return v; }
 __device__ __forceinline__ float dm_load(float16 v) { return (float)v; }
@@ -55,6 +57,39 @@ dm_store(y, out);
 MIX_IMAGES_PARAMS = "raw T x, raw float32 lam, raw int64 perm, int64 sample_size"
 MIX_IMAGES_OUT = "U out"
 
+# Mixup and CutMix in one pass, chosen per sample by cut[n]. A sample is seen in memory order as
+# (outer, height, width, inner): NCHW is (C, H, W, 1), NHWC is (1, H, W, C). A CutMix sample
+# copies the partner's element inside its box [y0, y1) x [x0, x1) (boxes[4n .. 4n+3]) and its
+# own outside; a mixup sample blends exactly as MIX_IMAGES_OP. Reads one or two input elements
+# and writes out once.
+MIX_CUTMIX_IMAGES_OP = r"""
+const long long n = (long long)i / sample_size;
+const long long r = (long long)i - n * sample_size;
+float y;
+if (cut[n]) {
+    /* 32-bit division is several times cheaper than 64-bit; mix_images checks sample_size < 2^31 */
+    const unsigned int p = ((unsigned int)r / (unsigned int)inner) % (unsigned int)(height * width);
+    const unsigned int h = p / (unsigned int)width;
+    const unsigned int w = p - h * (unsigned int)width;
+    const bool inside = (long long)h >= boxes[4 * n] && (long long)h < boxes[4 * n + 1]
+        && (long long)w >= boxes[4 * n + 2] && (long long)w < boxes[4 * n + 3];
+    y = dm_load(x[inside ? perm[n] * sample_size + r : (long long)i]);
+} else {
+    const float l = lam[n];
+    if (l == 1.0f) {
+        y = dm_load(x[i]);
+    } else {
+        y = __fmaf_rn(1.0f - l, dm_load(x[perm[n] * sample_size + r]), __fmul_rn(l, dm_load(x[i])));
+    }
+}
+dm_store(y, out);
+"""
+
+MIX_CUTMIX_IMAGES_PARAMS = (
+    "raw T x, raw float32 lam, raw int64 perm, raw uint8 cut, raw int64 boxes, int64 sample_size, "
+    "int64 inner, int64 height, int64 width"
+)
+
 # One output element per (sample, class): the sample's own smoothed one-hot weighted by λ plus
 # its partner's weighted by 1 − λ. Rows sum to 1 when both share a class.
 MIX_TARGETS_OP = r"""
@@ -78,6 +113,19 @@ def _mix_images_kernel():
 
     return cupy.ElementwiseKernel(
         MIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_IMAGES_OP, name="dali_mixup_mix_images", preamble=MIX_PREAMBLE
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _mix_cutmix_images_kernel():
+    import cupy
+
+    return cupy.ElementwiseKernel(
+        MIX_CUTMIX_IMAGES_PARAMS,
+        MIX_IMAGES_OUT,
+        MIX_CUTMIX_IMAGES_OP,
+        name="dali_mixup_mix_cutmix_images",
+        preamble=MIX_PREAMBLE,
     )
 
 
@@ -108,7 +156,10 @@ def _on_torch_stream(device):
     stream = torch.cuda.current_stream(device)
     ctx = contextlib.ExitStack()
     ctx.enter_context(cupy.cuda.Device(device.index))
-    ctx.enter_context(cupy.cuda.ExternalStream(stream.cuda_stream, device.index))
+    if hasattr(cupy.cuda.Stream, "from_external") and hasattr(stream, "__cuda_stream__"):
+        ctx.enter_context(cupy.cuda.Stream.from_external(stream))
+    else:  # older CuPy or torch without the CUDA stream protocol
+        ctx.enter_context(cupy.cuda.ExternalStream(stream.cuda_stream, device.index))
     return ctx
 
 
@@ -117,6 +168,29 @@ def launch_mix_images(x_flat, lam, perm, sample_size: int, out_flat) -> None:
     device; ``x_flat``/``out_flat`` are 1-D dense views in memory order."""
     with _on_torch_stream(x_flat.device):
         _mix_images_kernel()(_cupy_view(x_flat), _cupy_view(lam), _cupy_view(perm), sample_size, _cupy_view(out_flat))
+
+
+def launch_mix_cutmix_images(x_flat, lam, perm, cut, boxes, grid, out_flat) -> None:
+    """Launch the mixup/CutMix image kernel on torch's current stream. ``cut``: (N,) bool,
+    ``boxes``: (N, 4) int64, ``grid``: (outer, H, W, inner), a sample in memory order; the
+    tensors are CUDA tensors on one device, ``x_flat``/``out_flat`` 1-D dense in memory order."""
+    import torch
+
+    _, height, width, inner = grid
+    sample_size = x_flat.numel() // lam.numel()
+    with _on_torch_stream(x_flat.device):
+        _mix_cutmix_images_kernel()(
+            _cupy_view(x_flat),
+            _cupy_view(lam),
+            _cupy_view(perm),
+            _cupy_view(cut.view(torch.uint8)),
+            _cupy_view(boxes.contiguous().view(-1)),
+            sample_size,
+            inner,
+            height,
+            width,
+            _cupy_view(out_flat),
+        )
 
 
 def launch_mix_targets(labels, lam, perm, num_classes: int, on_value, off_value, out) -> None:

@@ -6,7 +6,7 @@ kernels (``dali_mixup.kernels``) on torch's current stream, CPU tensors to the C
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -17,16 +17,55 @@ from .sampler import MixupParams
 IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32)
 
 
-def _memory_order_view(t: torch.Tensor) -> Optional[torch.Tensor]:
-    """A 1-D view of ``t`` in memory order when ``t`` is dense with dim 0 outermost
-    (contiguous, channels_last, channels_last_3d); ``None`` otherwise."""
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def _memory_order(t: torch.Tensor) -> Optional[Tuple[int, ...]]:
+    """The dims of ``t`` from outermost to innermost in memory when ``t`` is dense with dim 0
+    outermost (contiguous, channels_last, channels_last_3d); ``None`` otherwise."""
     if t.is_contiguous():
-        return t.view(-1)
+        return tuple(range(t.dim()))
     if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
-        return t.permute(0, 2, 3, 1).view(-1)
+        return (0, 2, 3, 1)
     if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d):
-        return t.permute(0, 2, 3, 4, 1).view(-1)
+        return (0, 2, 3, 4, 1)
     return None
+
+
+def _memory_order_view(t: torch.Tensor) -> Optional[torch.Tensor]:
+    """A 1-D view of ``t`` in memory order, or ``None`` (see ``_memory_order``)."""
+    order = _memory_order(t)
+    return None if order is None else t.permute(*order).view(-1)
+
+
+def _cutmix_grid(x: torch.Tensor, layout: str, params: MixupParams) -> Tuple[int, int, int, int]:
+    """``(outer, H, W, inner)``: one sample of ``x`` in memory order, with the image rows and
+    columns located by ``layout`` (the order of x's dims) and x's strides (a channels_last
+    NCHW tensor is NHWC in memory). Checks the boxes fit these H and W."""
+    if x.dim() != 4:
+        raise ValueError(f"CutMix needs 4-D images (N, C, H, W) or (N, H, W, C); got shape {tuple(x.shape)}")
+    if x[0].numel() >= 2**31:  # the kernel locates pixels with 32-bit arithmetic
+        raise ValueError(f"CutMix needs fewer than 2**31 elements per image; got {x[0].numel()}")
+    h_dim, w_dim = (2, 3) if layout == "NCHW" else (1, 2)
+    h, w = x.shape[h_dim], x.shape[w_dim]
+    order = _memory_order(x)
+    ph, pw = order.index(h_dim), order.index(w_dim)
+    if pw != ph + 1:
+        raise ValueError(
+            f"CutMix needs the image rows and columns next to each other in memory; x with layout "
+            f"{layout!r} has strides {x.stride()}. Pass x.contiguous()."
+        )
+    outer = int(np.prod([x.shape[d] for d in order[1:ph]], dtype=np.int64))
+    inner = int(np.prod([x.shape[d] for d in order[pw + 1 :]], dtype=np.int64))
+    if params.image_size is not None and params.image_size != (h, w):
+        raise ValueError(
+            f"params were drawn for {params.image_size[0]}x{params.image_size[1]} images, but x "
+            f"{tuple(x.shape)} read as {layout} has H={h}, W={w}; is layout={layout!r} right?"
+        )
+    boxes = params.boxes[params.cutmix]
+    if boxes.numel() and (int(boxes[:, 1].max()) > h or int(boxes[:, 3].max()) > w):
+        raise ValueError(f"params.boxes reach outside the {h}x{w} images of x ({layout}): {boxes.tolist()}")
+    return (outer, h, w, inner)
 
 
 def _byte_span(t: torch.Tensor):
@@ -54,8 +93,10 @@ def mix_images(
     params: MixupParams,
     out: Optional[torch.Tensor] = None,
     dtype: Optional[torch.dtype] = None,
+    layout: str = "NCHW",
 ) -> torch.Tensor:
-    """Mix a batch: ``out[i] = lam[i]*x[i] + (1-lam[i])*x[perm[i]]``, computed in float32.
+    """Mix a batch: ``out[i] = lam[i]*x[i] + (1-lam[i])*x[perm[i]]``, computed in float32; a
+    CutMix sample (``params.cutmix[i]``) is ``x[perm[i]]`` inside its box and ``x[i]`` outside.
 
     Args:
         x: ``(N, ...)``: ``(N, C, H, W)``, ``(N, H, W, C)``, spectrograms, volumes; dtype uint8,
@@ -65,6 +106,9 @@ def mix_images(
             overlap ``x``. Its dtype may differ from ``x`` (a fused cast, e.g. float32 → bfloat16).
         dtype: dtype of a newly allocated ``out`` (default: ``x.dtype``); ignored when ``out``
             is given.
+        layout: the order of x's dims, ``"NCHW"`` (default) or ``"NHWC"``; used only to find
+            the rows and columns of CutMix boxes. Memory order comes from the strides: a
+            channels_last ``(N, C, H, W)`` tensor is ``"NCHW"`` here. CutMix needs 4-D ``x``.
 
     Returns:
         ``out``. uint8 results round half to even and saturate; float16/bfloat16 round to
@@ -77,6 +121,8 @@ def mix_images(
     if x.dtype not in IMAGE_DTYPES:
         raise TypeError(f"x.dtype must be one of uint8, float16, bfloat16, float32; got {x.dtype}")
     _check_params(params, x.shape[0], "x")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
     if _memory_order_view(x) is None:
         x = x.contiguous()  # a strided view of something else: one copy, then the fast path
     if out is None:
@@ -109,6 +155,27 @@ def mix_images(
         return out
     x_flat, out_flat = _memory_order_view(x), _memory_order_view(out)
     sample_size = x.numel() // n
+    if params.has_cutmix:
+        grid = _cutmix_grid(x, layout, params)
+        if x.is_cuda:
+            from . import kernels
+
+            dev = x.device
+            kernels.launch_mix_cutmix_images(
+                x_flat,
+                params.lam.to(dev, non_blocking=True),
+                params.perm.to(dev, non_blocking=True),
+                params.cutmix.to(dev, non_blocking=True),
+                params.boxes.to(dev, non_blocking=True),
+                grid,
+                out_flat,
+            )
+        else:
+            cpu.mix_images_cpu(
+                x_flat.view(n, sample_size), params.lam, params.perm, out_flat.view(n, sample_size),
+                cutmix=params.cutmix, boxes=params.boxes, grid=grid,
+            )
+        return out
     if x.is_cuda:
         from . import kernels
 
@@ -125,9 +192,10 @@ def mix_images(
 
 
 def smoothing_values(num_classes: int, label_smoothing: float):
-    """(on, off) in float32: on = 1 − ε + ε/C, off = ε/C (torch CrossEntropyLoss, timm)."""
-    off = np.float32(label_smoothing) / np.float32(num_classes)
-    on = np.float32(1.0) - np.float32(label_smoothing) + off
+    """(on, off): on = 1 − ε + ε/C, off = ε/C (torch CrossEntropyLoss, timm), computed in
+    float64 and rounded once to float32, as timm's ``one_hot`` does."""
+    off = float(label_smoothing) / num_classes
+    on = 1.0 - float(label_smoothing) + off
     return np.float32(on), np.float32(off)
 
 

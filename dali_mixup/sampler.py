@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -17,18 +17,32 @@ from .config import MixMode, MixupConfig, Pairing
 
 @dataclass(frozen=True)
 class MixupParams:
-    """The parameters of one mixed batch: ``out[i] = lam[i]*x[i] + (1-lam[i])*x[perm[i]]``.
+    """The parameters of one mixed batch.
 
-    Build it directly to fix λ and partners (tests, ablations). Inputs are converted to
-    CPU tensors and validated.
+    A mixup sample i gives ``out[i] = lam[i]*x[i] + (1-lam[i])*x[perm[i]]``. A CutMix sample
+    (``cutmix[i]``) gives ``out[i] = x[perm[i]]`` inside its box and ``x[i]`` outside it; its
+    ``lam[i]`` is what its targets use (with ``correct_lam``, 1 − box area / image area).
+
+    Build it directly to fix λ, partners and boxes (tests, ablations); ``MixupParams(lam, perm)``
+    is plain mixup. Inputs are converted to CPU tensors and validated.
 
     Attributes:
         lam: ``(N,)`` float32 in [0, 1], the weight of sample i itself.
         perm: ``(N,)`` int64 in [0, N), the partner of sample i.
+        boxes: ``(N, 4)`` int64 rows ``(y0, y1, x0, x1)``: the half-open box
+            ``[y0, y1) x [x0, x1)`` in image rows and columns; zeros where ``cutmix`` is False.
+            Default: no boxes.
+        cutmix: ``(N,)`` bool, which samples use CutMix. Default: none. ``boxes`` and ``cutmix``
+            are given together or not at all.
+        image_size: ``(H, W)`` the boxes were drawn for, or ``None``; when given, boxes must fit
+            in it and ``mix_images`` checks that the images have that size.
     """
 
     lam: torch.Tensor
     perm: torch.Tensor
+    boxes: Optional[torch.Tensor] = None
+    cutmix: Optional[torch.Tensor] = None
+    image_size: Optional[Tuple[int, int]] = None
 
     def __post_init__(self):
         lam = torch.as_tensor(np.asarray(self.lam, dtype=np.float32) if not torch.is_tensor(self.lam) else self.lam)
@@ -49,15 +63,70 @@ class MixupParams:
             raise ValueError(f"MixupParams.perm must index the batch [0, {n}); got {perm.tolist()}")
         object.__setattr__(self, "lam", lam)
         object.__setattr__(self, "perm", perm)
+        image_size = _check_image_size(self.image_size, "MixupParams.image_size")
+        object.__setattr__(self, "image_size", image_size)
+        boxes, cutmix = _check_boxes(self.boxes, self.cutmix, n, image_size)
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "cutmix", cutmix)
 
     @property
     def batch_size(self) -> int:
         return int(self.lam.shape[0])
 
+    @property
+    def has_cutmix(self) -> bool:
+        """True when at least one sample uses CutMix (``mix_images`` then needs the layout)."""
+        return bool(self.cutmix.any())
+
     @classmethod
     def identity(cls, batch_size: int) -> "MixupParams":
         """λ = 1 and perm = identity: the batch unchanged."""
         return cls(torch.ones(batch_size, dtype=torch.float32), torch.arange(batch_size, dtype=torch.int64))
+
+
+def _check_image_size(value, what: str) -> Optional[Tuple[int, int]]:
+    if value is None:
+        return None
+    ok = not isinstance(value, (str, bytes)) and hasattr(value, "__len__") and len(value) == 2
+    ok = ok and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+    if not ok:
+        raise TypeError(f"{what} must be a pair of ints (H, W), got {value!r}")
+    h, w = int(value[0]), int(value[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"{what} must be positive (H, W), got {value!r}")
+    return (h, w)
+
+
+def _check_boxes(boxes, cutmix, n: int, image_size):
+    if (boxes is None) != (cutmix is None):
+        raise ValueError("MixupParams.boxes and .cutmix must be given together (or neither, for plain mixup)")
+    if boxes is None:
+        return torch.zeros((n, 4), dtype=torch.int64), torch.zeros(n, dtype=torch.bool)
+    boxes = torch.as_tensor(boxes) if torch.is_tensor(boxes) else torch.from_numpy(np.asarray(boxes))
+    cutmix = torch.as_tensor(cutmix) if torch.is_tensor(cutmix) else torch.from_numpy(np.asarray(cutmix))
+    if boxes.is_floating_point() or boxes.is_complex() or boxes.dtype == torch.bool:
+        raise TypeError(f"MixupParams.boxes must hold integers, got {boxes.dtype}")
+    if cutmix.dtype != torch.bool:
+        raise TypeError(f"MixupParams.cutmix must be a bool tensor or array, got {cutmix.dtype}")
+    boxes = boxes.detach().to("cpu", torch.int64).contiguous()
+    cutmix = cutmix.detach().to("cpu").contiguous()
+    if boxes.shape != (n, 4) or cutmix.shape != (n,):
+        raise ValueError(
+            f"MixupParams.boxes must have shape ({n}, 4) and .cutmix ({n},); got {tuple(boxes.shape)} "
+            f"and {tuple(cutmix.shape)}"
+        )
+    if n:
+        y0, y1, x0, x1 = boxes.unbind(1)
+        bad = (y0 < 0) | (y1 < y0) | (x0 < 0) | (x1 < x0)
+        if image_size is not None:
+            bad |= (y1 > image_size[0]) | (x1 > image_size[1])
+        if bool(bad.any()):
+            where = f" inside {image_size[0]}x{image_size[1]}" if image_size is not None else ""
+            raise ValueError(
+                f"MixupParams.boxes rows must be (y0, y1, x0, x1) with 0 <= y0 <= y1 and "
+                f"0 <= x0 <= x1{where}; got {boxes[bad].tolist()}"
+            )
+    return boxes, cutmix
 
 
 def _derangement(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -80,6 +149,39 @@ def _matching(rng: np.random.Generator, n: int) -> np.ndarray:
     return perm
 
 
+def _draw_boxes(rng: np.random.Generator, lam: np.ndarray, size: Tuple[int, int], minmax) -> np.ndarray:
+    """One CutMix box per λ, as timm's ``rand_bbox`` (margin 0) or ``rand_bbox_minmax``.
+
+    ``rand_bbox``: a box of ``int(H*sqrt(1-λ))`` by ``int(W*sqrt(1-λ))`` centred on a uniform
+    pixel, then clipped to the image. ``rand_bbox_minmax``: height uniform in
+    ``[int(H*lo), int(H*hi))`` (just ``int(H*lo)`` where that range is empty, e.g. 1x1 images),
+    width likewise, placed uniformly inside the image.
+
+    Returns:
+        ``(len(lam), 4)`` int64 rows ``(y0, y1, x0, x1)`` with 0 <= y0 <= y1 <= H and
+        0 <= x0 <= x1 <= W.
+    """
+    h, w = size
+    count = lam.shape[0]
+    if minmax is None:
+        ratio = np.sqrt(1.0 - lam)
+        cut_h, cut_w = (h * ratio).astype(np.int64), (w * ratio).astype(np.int64)
+        cy, cx = rng.integers(0, h, size=count), rng.integers(0, w, size=count)
+        y0, y1 = np.clip(cy - cut_h // 2, 0, h), np.clip(cy + (cut_h + 1) // 2, 0, h)
+        x0, x1 = np.clip(cx - cut_w // 2, 0, w), np.clip(cx + (cut_w + 1) // 2, 0, w)
+    else:
+        lo, hi = minmax
+
+        def side(extent):
+            a, b = int(extent * lo), int(extent * hi)
+            return rng.integers(a, b, size=count) if b > a else np.full(count, a, dtype=np.int64)
+
+        cut_h, cut_w = side(h), side(w)
+        y0, x0 = rng.integers(0, h - cut_h + 1), rng.integers(0, w - cut_w + 1)
+        y1, x1 = y0 + cut_h, x0 + cut_w
+    return np.stack([y0, y1, x0, x1], axis=1).astype(np.int64)
+
+
 class MixupSampler:
     """Draws ``MixupParams`` for each batch from a seeded generator.
 
@@ -90,6 +192,8 @@ class MixupSampler:
     Example:
         >>> s = MixupSampler(MixupConfig(alpha=0.4, mode="elem"), seed=0)
         >>> p = s.sample(8)   # p.lam: (8,) float32, p.perm: (8,) int64
+        >>> c = MixupSampler(MixupConfig(alpha=0.2, cutmix_alpha=1.0), seed=0)
+        >>> q = c.sample(8, image_size=(224, 224))   # + q.boxes (8, 4), q.cutmix (8,)
     """
 
     def __init__(self, config: MixupConfig, seed: int = 0):
@@ -111,14 +215,33 @@ class MixupSampler:
             return _matching(self._rng, n)
         return _derangement(self._rng, n)
 
-    def sample(self, batch_size: int) -> MixupParams:
-        """Draw the params of one batch of ``batch_size`` samples (0 is allowed)."""
+    def sample(self, batch_size: int, image_size: Optional[Sequence[int]] = None) -> MixupParams:
+        """Draw the params of one batch of ``batch_size`` samples (0 is allowed).
+
+        Args:
+            batch_size: N >= 0.
+            image_size: ``(H, W)`` of the batch's images. Needed when CutMix is on
+                (``config.cutmix_on``) to draw boxes; otherwise optional and only recorded.
+
+        Returns:
+            ``MixupParams`` with ``lam`` and ``perm``, and with CutMix on also ``boxes``,
+            ``cutmix`` and ``image_size``. With CutMix off the draws are exactly those of a
+            mixup-only sampler with the same seed.
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
             raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
         n = int(batch_size)
         cfg = self.config
+        size = _check_image_size(image_size, "MixupSampler.sample(image_size=...)")
+        if cfg.cutmix_on and size is None:
+            raise ValueError(
+                "MixupSampler.sample needs image_size=(H, W) when CutMix is on (cutmix_alpha > 0 "
+                "or cutmix_minmax set, and switch_prob > 0): CutMix boxes are drawn in pixels"
+            )
         if not cfg.enabled or n == 0:
             return MixupParams.identity(n)
+        if cfg.cutmix_on:
+            return self._sample_with_cutmix(n, size)
         rng = self._rng
         perm = self._partners(n)
         if cfg.mode is MixMode.BATCH:
@@ -137,7 +260,44 @@ class MixupSampler:
             lam[reps] = draws
             lam[perm[reps]] = draws
             lam[perm == np.arange(n)] = 1.0
-        return MixupParams(torch.from_numpy(lam.astype(np.float32)), torch.from_numpy(perm))
+        return MixupParams(torch.from_numpy(lam.astype(np.float32)), torch.from_numpy(perm), image_size=size)
+
+    def _sample_with_cutmix(self, n: int, size: Tuple[int, int]) -> MixupParams:
+        """Mixup or CutMix per draw. One draw per batch, sample or pair (``mode``), in this
+        order: partners; ``mixed`` (random < prob); ``use_cutmix`` (random < switch_prob); λ
+        (Beta of the chosen method); the box (``_draw_boxes``)."""
+        cfg, rng = self.config, self._rng
+        perm = self._partners(n)
+        if cfg.mode is MixMode.BATCH:
+            owner = np.zeros(n, dtype=np.int64)  # draw d applies to the samples with owner == d
+        elif cfg.mode is MixMode.ELEM:
+            owner = np.arange(n, dtype=np.int64)
+        else:  # PAIR: the lower index of each pair represents it
+            reps = np.flatnonzero(np.arange(n) <= perm)
+            owner = np.searchsorted(reps, np.minimum(np.arange(n), perm))
+        count = int(owner.max()) + 1
+        cut_alpha = 1.0 if cfg.cutmix_minmax is not None else cfg.cutmix_alpha  # timm forces 1
+        mixed = rng.random(count) < cfg.prob
+        use_cutmix = rng.random(count) < cfg.switch_prob
+        lam = rng.beta(np.where(use_cutmix, cut_alpha, cfg.alpha), np.where(use_cutmix, cut_alpha, cfg.beta))
+        boxes = _draw_boxes(rng, lam, size, cfg.cutmix_minmax)
+        use_cutmix &= mixed
+        lam = np.where(mixed, lam, 1.0)
+        if cfg.correct_lam or cfg.cutmix_minmax is not None:
+            area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
+            lam = np.where(use_cutmix, 1.0 - area / float(size[0] * size[1]), lam)
+        boxes[~use_cutmix] = 0
+        lam, use_cutmix, boxes = lam[owner], use_cutmix[owner], boxes[owner]
+        if cfg.mode is MixMode.PAIR:  # a sample left without a partner (odd n) is unmixed
+            alone = perm == np.arange(n)
+            lam[alone], use_cutmix[alone], boxes[alone] = 1.0, False, 0
+        return MixupParams(
+            torch.from_numpy(lam.astype(np.float32)),
+            torch.from_numpy(perm),
+            boxes=torch.from_numpy(boxes),
+            cutmix=torch.from_numpy(use_cutmix),
+            image_size=size,
+        )
 
     def state_dict(self) -> Dict[str, Any]:
         """The generator's state, to resume the same sequence (see ``load_state_dict``)."""

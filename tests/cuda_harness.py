@@ -53,7 +53,7 @@ def elementwise_source(name, params, out, op, preamble, types):
         parts = p.split()
         raw = parts[0] == "raw"
         ctype, pname = parts[-2], parts[-1]
-        ctype = {"float32": "float", "int64": "long long"}.get(ctype, ctype)
+        ctype = {"float32": "float", "int64": "long long", "uint8": "unsigned char"}.get(ctype, ctype)
         if raw:
             args.append(f"CArray<{ctype}, 1, true, false> {pname}")
         else:
@@ -62,7 +62,9 @@ def elementwise_source(name, params, out, op, preamble, types):
     otype = {"float32": "float"}.get(otype, otype)
     typedefs = "".join(f"typedef {c} {t};\n" for t, c in types.items())
     return (
-        "#include <cupy/carray.cuh>\n#include <cupy/float16.cuh>\n"
+        # what CuPy puts before every kernel; float16.cuh only when an argument is float16
+        "#include <cupy/complex.cuh>\n#include <cupy/carray.cuh>\n#include <cupy/atomics.cuh>\n"
+        + ("#include <cupy/float16.cuh>\n" if "float16" in types.values() else "")
         + typedefs
         + preamble
         + f'\nextern "C" __global__ void {name}({", ".join(args)}, '
@@ -78,6 +80,18 @@ def image_kernel_source(in_dtype, out_dtype):
         kernels.MIX_IMAGES_PARAMS,
         kernels.MIX_IMAGES_OUT,
         kernels.MIX_IMAGES_OP,
+        kernels.MIX_PREAMBLE,
+        {"T": t, "U": u},
+    )
+
+
+def cutmix_image_kernel_source(in_dtype, out_dtype):
+    t, u = TYPES[in_dtype][0], TYPES[out_dtype][0]
+    return elementwise_source(
+        f"dali_mixup_mix_cutmix_images_{in_dtype}_{out_dtype}",
+        kernels.MIX_CUTMIX_IMAGES_PARAMS,
+        kernels.MIX_IMAGES_OUT,
+        kernels.MIX_CUTMIX_IMAGES_OP,
         kernels.MIX_PREAMBLE,
         {"T": t, "U": u},
     )
@@ -108,7 +122,8 @@ def nvrtc_compile(source: str, arch: str, name: str = "kernel.cu") -> bytes:
     opts = [f"--gpu-architecture={arch}".encode(), b"--std=c++17"]
     inc = cupy_include_dir()
     if inc is not None:
-        opts += [f"-I{inc}".encode(), f"-I{inc / 'cupy' / '_cccl' / 'libcudacxx'}".encode()]
+        cccl = inc / "cupy" / "_cccl"  # the include paths CuPy passes to NVRTC
+        opts += [f"-I{cccl / d}".encode() for d in ("cub", "thrust", "libcudacxx")] + [f"-I{inc}".encode()]
     opts += [f"-I{d}".encode() for d in cuda_include_dirs()]
     res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
     (size,) = check(nvrtc.nvrtcGetProgramLogSize(prog))
@@ -139,18 +154,29 @@ static inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &
 
 def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
     """The kernels' operations compiled as host C++ (g++ -ffp-contract=off), one entry per
-    (in, out) dtype pair: ``mix_<in>_<out>(x, lam, perm, sample_size, out, total)`` and
+    (in, out) dtype pair: ``mix_<in>_<out>(x, lam, perm, sample_size, out, total)``,
+    ``cutmix_<in>_<out>(x, lam, perm, cut, boxes, sample_size, inner, height, width, out, total)`` and
     ``targets(labels, lam, perm, num_classes, on, off, out, total)``."""
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         raise FileNotFoundError("no C++ compiler")
-    src = [HOST_PRELUDE, kernels.MIX_PREAMBLE]
+    # CuPy's headers are device code: the host build drops their #include lines (HOST_PRELUDE
+    # defines float16 and the intrinsics the operations use)
+    preamble = "\n".join(ln for ln in kernels.MIX_PREAMBLE.splitlines() if not ln.lstrip().startswith("#include"))
+    src = [HOST_PRELUDE, preamble]
     for a, (ta, _) in TYPES.items():
         for b, (tb, _) in TYPES.items():
             src.append(
                 f'extern "C" void mix_{a}_{b}(const {ta}* x, const float* lam, const long long* perm, '
                 f"long long sample_size, {tb}* _raw_out, long long total) {{\n"
                 f"  for (long long i = 0; i < total; ++i) {{ {tb}& out = _raw_out[i];\n{kernels.MIX_IMAGES_OP}\n  }}\n}}\n"
+            )
+            src.append(
+                f'extern "C" void cutmix_{a}_{b}(const {ta}* x, const float* lam, const long long* perm, '
+                f"const unsigned char* cut, const long long* boxes, long long sample_size, long long inner, "
+                f"long long height, long long width, {tb}* _raw_out, long long total) {{\n"
+                f"  for (long long i = 0; i < total; ++i) {{ {tb}& out = _raw_out[i];\n"
+                f"{kernels.MIX_CUTMIX_IMAGES_OP}\n  }}\n}}\n"
             )
     src.append(
         'extern "C" void targets(const long long* labels, const float* lam, const long long* perm, '

@@ -31,6 +31,14 @@ def test_defaults_and_enums():
         (dict(label_smoothing=-0.1), "label_smoothing"),
         (dict(num_classes=0), "num_classes"),
         (dict(mode="pair", pairing="roll"), "mode"),
+        (dict(cutmix_alpha=-0.5), "cutmix_alpha"),
+        (dict(cutmix_alpha=float("nan")), "cutmix_alpha"),
+        (dict(cutmix_minmax=(0.8, 0.2)), "cutmix_minmax"),
+        (dict(cutmix_minmax=(0.5, 0.5)), "cutmix_minmax"),
+        (dict(cutmix_minmax=(-0.1, 0.5)), "cutmix_minmax"),
+        (dict(cutmix_minmax=(0.2, 1.5)), "cutmix_minmax"),
+        (dict(switch_prob=1.5), "switch_prob"),
+        (dict(switch_prob=-0.1), "switch_prob"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, field):
@@ -47,8 +55,25 @@ def test_invalid_values_name_the_field(kwargs, field):
         (dict(num_classes=2.5), "num_classes"),
         (dict(num_classes=True), "num_classes"),
         (dict(enabled=1), "enabled"),
+        (dict(cutmix_alpha="1"), "cutmix_alpha"),
+        (dict(cutmix_minmax=0.5), "cutmix_minmax"),
+        (dict(cutmix_minmax=(0.2, 0.5, 0.8)), "cutmix_minmax"),
+        (dict(cutmix_minmax="ab"), "cutmix_minmax"),
+        (dict(cutmix_minmax=(0.2, "0.8")), "cutmix_minmax"),
+        (dict(switch_prob=None), "switch_prob"),
+        (dict(correct_lam=1), "correct_lam"),
     ],
 )
 def test_wrong_types_name_the_field(kwargs, field):
     with pytest.raises(TypeError, match=field):
         MixupConfig(**kwargs)
+
+
+def test_cutmix_fields():
+    cfg = MixupConfig()
+    assert cfg.cutmix_alpha == 0.0 and cfg.cutmix_minmax is None and cfg.switch_prob == 0.5
+    assert cfg.correct_lam is True and not cfg.cutmix_on
+    assert MixupConfig(cutmix_alpha=1).cutmix_on
+    assert not MixupConfig(cutmix_alpha=1, switch_prob=0).cutmix_on  # mixup only
+    mm = MixupConfig(cutmix_minmax=[0.2, 0.8])  # minmax turns CutMix on, as in timm
+    assert mm.cutmix_minmax == (0.2, 0.8) and mm.cutmix_on

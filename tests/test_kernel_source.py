@@ -33,10 +33,15 @@ def test_nvrtc_compiles_every_kernel(arch):
         for b in DT:
             cubin = h.nvrtc_compile(h.image_kernel_source(a, b), arch, f"mix_{a}_{b}.cu")
             assert len(cubin) > 0
+            cubin = h.nvrtc_compile(h.cutmix_image_kernel_source(a, b), arch, f"cutmix_{a}_{b}.cu")
+            assert len(cubin) > 0
             compiled.append(f"{a}->{b}")
     for label_type in ["long long", "int"]:
         assert len(h.nvrtc_compile(h.target_kernel_source(label_type), arch, "targets.cu")) > 0
-    print(f"NVRTC compiled {len(compiled)} image kernels and 2 target kernels for {arch}")
+    print(
+        f"NVRTC compiled {len(compiled)} mixup image kernels, {len(compiled)} mixup/CutMix image "
+        f"kernels and 2 target kernels for {arch}"
+    )
 
 
 def test_nvrtc_rejects_broken_source():
@@ -111,3 +116,53 @@ def test_host_compiled_target_kernel_equals_cpu_twin(host_lib, eps):
         ctypes.c_float(off), _ptr(got), ctypes.c_longlong(n * c),
     )
     assert torch.equal(got, want)
+
+
+def _cutmix_params(n, h, w, seed):
+    """Mixed mixup and CutMix samples with boxes of every kind: empty, full, at the borders."""
+    cfg = MixupConfig(alpha=0.5, cutmix_alpha=1.0, switch_prob=0.5, mode="elem", prob=0.9)
+    p = MixupSampler(cfg, seed).sample(n, image_size=(h, w))
+    lam, cut, boxes = p.lam.clone(), p.cutmix.clone(), p.boxes.clone()
+    if n >= 4:
+        cut[:4] = True
+        boxes[0] = torch.tensor([0, h, 0, w])  # the whole image
+        boxes[1] = torch.tensor([0, 0, 0, 0])  # empty
+        boxes[2] = torch.tensor([h - 1, h, 0, 1])  # the bottom-left pixel
+        boxes[3] = torch.tensor([0, max(h // 2, 1), w // 3, w])  # touching top and right
+    return MixupParams(lam, p.perm, boxes=boxes, cutmix=cut, image_size=(h, w))
+
+
+@pytest.mark.parametrize("a", DT)
+@pytest.mark.parametrize("b", DT)
+@pytest.mark.parametrize(
+    "shape, layout, channels_last",
+    [((7, 3, 11, 13), "NCHW", False), ((7, 3, 11, 13), "NCHW", True), ((6, 9, 5, 4), "NHWC", False),
+     ((3, 1, 1, 1), "NCHW", False), ((5, 2, 1, 17), "NCHW", False)],
+)
+def test_host_compiled_cutmix_kernel_equals_cpu_twin(host_lib, a, b, shape, layout, channels_last):
+    requires_fma()
+    x = random_images(shape, TORCH[a], seed=sum(shape))
+    if b == "uint8" and a != "uint8":
+        x = x.float().abs().clamp(max=300).to(TORCH[a])  # saturation in copies and blends
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    n = shape[0]
+    hw = shape[2:4] if layout == "NCHW" else shape[1:3]
+    params = _cutmix_params(n, *hw, seed=n)
+    assert params.has_cutmix
+    want = mix_images(x, params, dtype=TORCH[b], layout=layout)
+    from dali_mixup.mix import _cutmix_grid, _memory_order_view
+
+    outer, height, width, inner = _cutmix_grid(x, layout, params)
+    xs = _memory_order_view(x)
+    xs = xs.view(torch.int16) if a == "bfloat16" else xs
+    got = torch.empty(x.numel(), dtype=TORCH[b])
+    gs = got.view(torch.int16) if b == "bfloat16" else got
+    cut = params.cutmix.to(torch.uint8)
+    getattr(host_lib, f"cutmix_{a}_{b}")(
+        _ptr(xs), _ptr(params.lam), _ptr(params.perm), _ptr(cut), _ptr(params.boxes),
+        ctypes.c_longlong(x.numel() // n), ctypes.c_longlong(inner), ctypes.c_longlong(height),
+        ctypes.c_longlong(width), _ptr(gs), ctypes.c_longlong(x.numel()),
+    )
+    want_flat = _memory_order_view(want)
+    assert torch.equal(got.view(torch.uint8), want_flat.view(torch.uint8)), (a, b)
