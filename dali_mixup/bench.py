@@ -1,0 +1,623 @@
+"""``dali-mixup bench``: end-to-end loader throughput, the mixup iterator against its peers.
+
+One run, the same files, image size and batch size for every row; each row is a complete
+training input: decode, random resized crop, flip, normalise, mixup, soft targets, on the
+device the model would use.
+
+Rows (``--peers``):
+
+* ``ours``: ``dali_mixup.create_loader`` with mixup (GPU when there is one, else DALI's CPU
+  backend and the CPU twin);
+* ``dali``: DALI's ``DALIClassificationIterator`` over the same pipeline, no mixup (the ceiling);
+* ``dali-mixup``: mixup written in DALI's graph (``fn.batch_permutation``,
+  ``fn.permute_batch``, ``fn.random.beta``, arithmetic);
+* ``dali-torch``: DALI's iterator + eager torch mixup (DeepLearningExamples' ``MixUpWrapper``);
+  a GPU row, on the CPU only when asked for;
+* ``torchvision``: ``ImageFolder`` + ``DataLoader`` (all cores as workers, pinned memory with
+  CUDA) + ``transforms.v2.MixUp``: the CPU baseline every ratio is taken against.
+
+Method: every row is built first; then the rows run in rounds, one epoch each per round, in
+turn, so background load that drifts reaches all rows alike. The first ``--warmup`` rounds are
+not timed, then ``--epochs`` timed rounds. An epoch's time runs from the iterator's reset to
+its last batch (synchronised on a GPU); no row works in the background while another is timed.
+Reported: median images/s over the timed epochs, min and max, and the ratios of the medians to
+the baseline and to plain DALI. Results go to
+``<out>/bench-<hardware>.json`` and ``.png``.
+
+Without ``--data`` the built-in synthetic ImageNet-like set is used (``dali_mixup.datasets``),
+generated once into the user's cache directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import gc
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+SCHEMA = "dali-mixup-bench/1"
+ROWS = ("ours", "dali", "dali-mixup", "dali-torch", "torchvision")
+BASELINE = "torchvision"
+LABELS = {
+    "ours": "dali-mixup iterator (ours)",
+    "dali": "plain DALI iterator, no mixup",
+    "dali-mixup": "DALI-native mixup (in the graph)",
+    "dali-torch": "DALI + eager torch mixup",
+    "torchvision": "torchvision ImageFolder+DataLoader+MixUp",
+}
+#: what --quick means, and the defaults otherwise
+QUICK = dict(images=1024, epochs=5, warmup=2)
+FULL = dict(images=2048, epochs=5, warmup=2)
+#: the issue's targets, checked and written to the JSON
+TARGETS = {
+    "cpu": [("ours", BASELINE, 1.5), ("ours", "dali", 0.90)],
+    "gpu": [("ours", BASELINE, 5.0), ("ours", "dali", 0.97), ("ours", "dali-mixup", 1.0), ("ours", "dali-torch", 1.0)],
+}
+
+
+class BenchError(Exception):
+    """A usage error: printed as one line, exit code 2."""
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {v}")
+    return v
+
+
+def _peer_list(text: str) -> List[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in ROWS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown row(s) {bad or text!r}; choose from {', '.join(ROWS)}")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bench's options (cheap: no heavy import here)."""
+    parser.add_argument("--data", metavar="PATH", help="ImageFolder root, a file list ('<path> <label>' lines), or "
+                        "WebDataset shards (a .tar, a directory of .tar files, or a glob); default: the built-in "
+                        "synthetic ImageNet-like set")
+    parser.add_argument("--images", type=_positive_int, help=f"size of the built-in set (default {FULL['images']}; "
+                        f"--quick {QUICK['images']})")
+    parser.add_argument("--classes", type=_positive_int, default=10, help="classes of the built-in set (default 10)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, help="samples per batch (default 64)")
+    parser.add_argument("--image-size", type=_positive_int, default=224, help="output height and width (default 224)")
+    parser.add_argument("--epochs", type=_positive_int, help=f"timed epochs per row (default {FULL['epochs']}; "
+                        f"--quick {QUICK['epochs']})")
+    parser.add_argument("--warmup", type=_nonneg_int, help="untimed warm-up epochs per row (default 2)")
+    parser.add_argument("--quick", action="store_true", help=f"a short run: {QUICK['images']} images, "
+                        f"{QUICK['epochs']} timed epochs (a few minutes on 2 CPU cores)")
+    parser.add_argument("--device", choices=("auto", "gpu", "cpu"), default="auto",
+                        help="where the batches are delivered (default: the GPU when there is one)")
+    parser.add_argument("--workers", type=_positive_int, help="DALI threads and DataLoader workers "
+                        "(default: all cores)")
+    parser.add_argument("--out", metavar="DIR", default="bench-out", help="where the JSON and PNG go (default bench-out)")
+    parser.add_argument("--alpha", type=_positive_float, default=1.0, help="mixup's Beta(alpha, alpha) (default 1.0)")
+    parser.add_argument("--cutmix", type=_positive_float, metavar="ALPHA", help="also CutMix with this alpha (switch "
+                        "p=0.5) in our row and the torchvision baseline; needs MixupConfig.cutmix_alpha")
+    parser.add_argument("--peers", type=_peer_list, metavar="ROWS", help=f"comma-separated rows to run, from "
+                        f"{','.join(ROWS)} (default: all that apply; dali-torch on a GPU only)")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="image dtype (default float32)")
+    parser.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the data set, crops and mixup (default 0)")
+    parser.add_argument("--tag", default="", help="appended to the result file names")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG chart")
+
+
+# --- metadata ----------------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"\(r\)|\(tm\)|cpu @.*|processor|\d+-core|with .*", " ", text.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40] or "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def gpu_info() -> Optional[Dict[str, Any]]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    info = {"name": torch.cuda.get_device_name(), "count": torch.cuda.device_count(), "cuda": torch.version.cuda,
+            "driver": None}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode == 0:
+            info["driver"] = out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        pass
+    return info
+
+
+def _version(module: str) -> Optional[str]:
+    try:
+        from importlib.metadata import version
+
+        dist = {"nvidia.dali": None, "cupy": None}.get(module, module)
+        if dist is None:
+            mod = __import__(module, fromlist=["__version__"])
+            return getattr(mod, "__version__", None)
+        return version(dist)
+    except Exception:  # noqa: BLE001 - a missing or broken optional package is reported as None
+        return None
+
+
+def _git_commit() -> Dict[str, Any]:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"commit": None, "dirty": None}
+
+
+def metadata() -> Dict[str, Any]:
+    import torch
+
+    gpu = gpu_info()
+    return {
+        "git": _git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {m: _version(m) for m in ("dali-mixup", "torch", "torchvision", "nvidia.dali", "cupy", "timm",
+                                              "numpy", "pillow")},
+        "cpu": {"model": cpu_model(), "cores": cpu_cores(), "logical_cpus": os.cpu_count(),
+                "torch_threads": torch.get_num_threads()},
+        "gpu": gpu,
+        "hostname": platform.node(),
+    }
+
+
+def hardware_slug(meta: Dict[str, Any]) -> str:
+    cpu = f"{_slug(meta['cpu']['model'])}-{meta['cpu']['cores']}c"
+    gpu = meta.get("gpu")
+    return f"{cpu}-{_slug(gpu['name'])}" if gpu else f"{cpu}-nogpu"
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def resolve_data(args) -> Dict[str, Any]:
+    """The bench's data: ``{"kwargs": create_loader's source kwarg, "source": Source, ...}``.
+
+    Raises:
+        BenchError: the path does not exist or is not a usable data set.
+    """
+    from .sources import resolve_source
+
+    if args.data is None:
+        from .datasets import MANIFEST, synthetic_imagenet
+
+        bar = [None]
+
+        def progress(n, total):  # a bar only when the set is generated, not when cached
+            if bar[0] is None:
+                bar[0] = _bar(total=total, desc="generating the built-in data set", unit="img", enabled=args.progress)
+            bar[0].update(1)
+
+        root = synthetic_imagenet(args.images, args.classes, args.seed, progress=progress)
+        if bar[0] is not None:
+            bar[0].close()
+        kwargs = {"root": str(root)}
+        meta = json.loads((root / MANIFEST).read_text())
+        info = {"kind": "synthetic", "path": str(root), "synthetic": meta["spec"], "mean_bytes": meta["mean_bytes"]}
+    else:
+        path = os.path.expanduser(args.data)
+        if any(c in path for c in "*?["):
+            kwargs = {"shards": path}
+        elif os.path.isdir(path):
+            has_tars = any(e.name.endswith(".tar") and e.is_file() for e in os.scandir(path))
+            has_dirs = any(e.is_dir() for e in os.scandir(path))
+            kwargs = {"shards": path} if has_tars and not has_dirs else {"root": path}
+        elif os.path.isfile(path):
+            kwargs = {"shards": path} if path.endswith(".tar") else {"file_list": path}
+        else:
+            raise BenchError(f"--data {args.data!r}: no such file or directory")
+        info = {"kind": next(iter(kwargs)), "path": os.path.abspath(path) if "*" not in path else path}
+    try:
+        source = resolve_source(**kwargs)
+    except (ValueError, OSError) as e:
+        raise BenchError(f"--data {args.data!r}: {e}") from None
+    if source.kind.value != "webdataset":
+        info["num_images"] = len(source)
+    info["num_classes"] = source.num_classes
+    return {"kwargs": kwargs, "source": source, "info": info}
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def _bar(total, desc, unit, enabled, leave=True):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None or not enabled:
+        class _Null:
+            def update(self, n=1): pass
+            def set_postfix_str(self, s): pass
+            def close(self): pass
+        return _Null()
+    return tqdm(total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True, file=sys.stderr)
+
+
+def _sync(device: str) -> None:
+    if device == "gpu":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+class EpochRunner:
+    """One row's loader, run one epoch at a time.
+
+    DALI iterators are built with ``auto_reset=False`` and reset here when the next epoch
+    starts (inside the timed region), so a row does no work in the background while another
+    row is timed. A torch ``DataLoader``'s persistent workers start an epoch when it is iterated.
+    """
+
+    def __init__(self, name: str, loader, device: str):
+        self.name, self.loader, self.device = name, loader, device
+        self.epochs_run = 0
+
+    def epoch(self, bar) -> Dict[str, Any]:
+        t0 = time.perf_counter()
+        if self.epochs_run and hasattr(self.loader, "reset"):
+            self.loader.reset()
+        seen = batches = 0
+        for batch in self.loader:
+            b = batch[0]
+            n = int(b["data"].shape[0])
+            if b["label"].shape[0] != n:
+                raise RuntimeError(f"{self.name}: {n} images but {b['label'].shape[0]} targets in a batch")
+            seen += n
+            batches += 1
+            bar.update(n)
+        _sync(self.device)
+        seconds = time.perf_counter() - t0
+        self.epochs_run += 1
+        return {"images": seen, "batches": batches, "seconds": seconds, "images_per_s": seen / seconds}
+
+
+def summarize(epochs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    rates = [r["images_per_s"] for r in epochs]
+    med = statistics.median(rates)
+    return {"median": med, "min": min(rates), "max": max(rates), "spread_pct": 100.0 * (max(rates) - min(rates)) / med}
+
+
+def build_row(name: str, args, data, dev: str, num_classes: int):
+    """The iterable of batches of one row, or a string: why it is skipped."""
+    import torch
+
+    source = data["source"]
+    workers = args.workers or cpu_cores()
+    common = dict(device=dev, image_size=args.image_size, batch_size=args.batch_size, num_threads=workers,
+                  seed=args.seed, dtype=args.dtype, layout="NCHW")
+    if name == "ours":
+        from .config import MixupConfig
+        from .loader import create_loader
+
+        kw = dict(alpha=args.alpha, num_classes=num_classes)
+        if args.cutmix is not None:
+            kw.update(cutmix_alpha=args.cutmix)
+        return create_loader(**data["kwargs"], batch_size=args.batch_size, image_size=args.image_size,
+                             mixup=MixupConfig(**kw), device=dev, num_threads=workers, seed=args.seed,
+                             dtype=args.dtype, num_classes=num_classes, shard_id=0, num_shards=1, auto_reset=False)
+    from . import bench_peers
+
+    if name == "dali":
+        return bench_peers.dali_plain(source, num_classes=num_classes, **common)
+    if name == "dali-mixup":
+        return bench_peers.dali_native_mixup(source, alpha=args.alpha, num_classes=num_classes, **common)
+    if name == "dali-torch":
+        return bench_peers.dali_torch_mixup(source, alpha=args.alpha, num_classes=num_classes, **common)
+    if name == "torchvision":
+        try:
+            import torchvision  # noqa: F401
+        except ImportError as e:
+            return f"torchvision is not installed ({e}); pip install 'dali-mixup[bench]'"
+        device = torch.device("cuda", torch.cuda.current_device()) if dev == "gpu" else torch.device("cpu")
+        return bench_peers.torchvision_baseline(source, image_size=args.image_size, batch_size=args.batch_size,
+                                                workers=workers, alpha=args.alpha, num_classes=num_classes,
+                                                device=device, seed=args.seed, dtype=args.dtype,
+                                                root=data["kwargs"].get("root"), cutmix_alpha=args.cutmix)
+    raise AssertionError(name)
+
+
+# --- reporting ---------------------------------------------------------------------------------
+
+
+def add_ratios(rows: List[Dict[str, Any]]) -> None:
+    med = {r["name"]: r["images_per_s"]["median"] for r in rows if r["status"] == "ok"}
+    for r in rows:
+        if r["status"] != "ok":
+            r["ratio_to_baseline"] = r["ratio_to_dali"] = None
+            continue
+        m = r["images_per_s"]["median"]
+        r["ratio_to_baseline"] = m / med[BASELINE] if BASELINE in med else None
+        r["ratio_to_dali"] = m / med["dali"] if "dali" in med else None
+
+
+def check_targets(rows: List[Dict[str, Any]], dev: str) -> List[Dict[str, Any]]:
+    med = {r["name"]: r["images_per_s"]["median"] for r in rows if r["status"] == "ok"}
+    checks = []
+    for a, b, ratio in TARGETS[dev]:
+        if a in med and b in med:
+            got = med[a] / med[b]
+            checks.append({"row": a, "against": b, "target_ratio": ratio, "ratio": got, "met": got >= ratio})
+        else:
+            checks.append({"row": a, "against": b, "target_ratio": ratio, "ratio": None, "met": None})
+    return checks
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    lines = []
+    head = f"{'row':<44} {'device':<6} {'images/s':>9} {'min..max':>15} {'spread':>7} {'x baseline':>10} {'x DALI':>7}"
+    lines.append(head)
+    lines.append("-" * len(head))
+    for r in result["rows"]:
+        label = LABELS[r["name"]]
+        if r["status"] != "ok":
+            lines.append(f"{label:<44} {r['device']:<6} {r['status']}: {r['note']}")
+            continue
+        s = r["images_per_s"]
+        rb = f"{r['ratio_to_baseline']:.2f}x" if r["ratio_to_baseline"] else "-"
+        rd = f"{100 * r['ratio_to_dali']:.0f}%" if r["ratio_to_dali"] else "-"
+        lines.append(f"{label:<44} {r['device']:<6} {s['median']:9.0f} {s['min']:7.0f}..{s['max']:<7.0f} "
+                     f"{s['spread_pct']:6.1f}% {rb:>10} {rd:>7}")
+    for c in result["targets"]:
+        if c["ratio"] is None:
+            lines.append(f"target {c['row']} >= {c['target_ratio']:g} x {c['against']}: not measured")
+        else:
+            lines.append(f"target {c['row']} >= {c['target_ratio']:g} x {c['against']}: {c['ratio']:.2f} "
+                         f"{'met' if c['met'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def format_markdown(result: Dict[str, Any]) -> str:
+    """The table as Markdown (for READMEs)."""
+    lines = ["| row | device | images/s (median) | min .. max | x CPU baseline | x plain DALI |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in result["rows"]:
+        if r["status"] != "ok":
+            lines.append(f"| {LABELS[r['name']]} | {r['device']} | {r['status']}: {r['note']} | | | |")
+            continue
+        s = r["images_per_s"]
+        rb = f"{r['ratio_to_baseline']:.2f}x" if r["ratio_to_baseline"] else "-"
+        rd = f"{100 * r['ratio_to_dali']:.0f}%" if r["ratio_to_dali"] else "-"
+        lines.append(f"| {LABELS[r['name']]} | {r['device']} | {s['median']:.0f} | {s['min']:.0f} .. {s['max']:.0f} "
+                     f"| {rb} | {rd} |")
+    return "\n".join(lines)
+
+
+def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
+    """A horizontal bar chart of the medians (min..max as error bars); None, or why not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        return f"matplotlib is not installed ({e}); no chart"
+    rows = [r for r in result["rows"] if r["status"] == "ok"]
+    if not rows:
+        return "no row was measured; no chart"
+    names = [LABELS[r["name"]] for r in rows][::-1]
+    med = [r["images_per_s"]["median"] for r in rows][::-1]
+    lo = [r["images_per_s"]["median"] - r["images_per_s"]["min"] for r in rows][::-1]
+    hi = [r["images_per_s"]["max"] - r["images_per_s"]["median"] for r in rows][::-1]
+    colors = ["#76b900" if r["name"] == "ours" else ("#888888" if r["name"] == BASELINE else "#4a7ebb")
+              for r in rows][::-1]
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.6))
+    ax.barh(names, med, xerr=[lo, hi], color=colors, capsize=3)
+    for i, r in enumerate(rows[::-1]):
+        rb = r["ratio_to_baseline"]
+        ax.text(med[i], i, f"  {med[i]:,.0f}" + (f"  ({rb:.2f}x)" if rb else ""), va="center", fontsize=9)
+    meta = result["metadata"]
+    hw = f"{meta['cpu']['model']}, {meta['cpu']['cores']} cores" + (f", {meta['gpu']['name']}" if meta["gpu"] else "")
+    o = result["options"]
+    ax.set_title(f"dali-mixup bench: images/s, batch {o['batch_size']}, {o['image_size']}px, median of "
+                 f"{o['epochs']} epochs\n{hw}", fontsize=10)
+    ax.set_xlabel("images/s (bars: median; whiskers: min..max; in brackets: x CPU baseline)")
+    ax.set_xlim(0, max(m + h for m, h in zip(med, hi)) * 1.35)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def _resolve_options(args) -> None:
+    base = QUICK if args.quick else FULL
+    for k in ("images", "epochs", "warmup"):
+        if getattr(args, k) is None:
+            setattr(args, k, base[k])
+    if args.cutmix is not None:
+        from .config import MixupConfig
+
+        if "cutmix_alpha" not in {f.name for f in dataclasses.fields(MixupConfig)}:
+            raise BenchError("--cutmix: this build's MixupConfig has no cutmix_alpha field (CutMix is not available)")
+        if args.peers is None:
+            args.peers = ["ours", "dali", "torchvision"]
+
+
+def run(args) -> int:
+    try:
+        _resolve_options(args)
+        return _run(args)
+    except BenchError as e:
+        print(f"dali-mixup bench: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import torch
+
+    from .loader import resolve_device
+
+    try:
+        dev = resolve_device(args.device)
+    except ValueError as e:
+        raise BenchError(f"--device {args.device}: {e}") from None
+    data = resolve_data(args)
+    source = data["source"]
+    num_classes = source.num_classes
+    wanted = list(args.peers) if args.peers else list(ROWS)
+    meta = metadata()
+    options = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"}
+    options["device_resolved"] = dev
+    options["workers_resolved"] = args.workers or cpu_cores()
+    print(f"dali-mixup bench: {data['info'].get('num_images', '?')} images, {num_classes} classes, batch "
+          f"{args.batch_size}, {args.image_size}px, {args.dtype}, device {dev}, {options['workers_resolved']} workers; "
+          f"{args.warmup} warm-up + {args.epochs} timed epochs per row", file=sys.stderr)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if load_before and load_before[0] > 0.5 * cpu_cores():
+        print(f"warning: the machine is busy (load average {load_before[0]:.1f} on {cpu_cores()} cores): other "
+              f"processes share the CPU, so the figures will vary run to run", file=sys.stderr)
+    rows: List[Dict[str, Any]] = []
+    runners: Dict[str, EpochRunner] = {}
+    failed = False
+    for name in ROWS:  # build every row first; they run interleaved below
+        if name not in wanted:
+            continue
+        row: Dict[str, Any] = {"name": name, "label": LABELS[name], "device": dev, "status": "ok", "note": ""}
+        rows.append(row)
+        if name == "dali-torch" and dev != "gpu" and not args.peers:
+            row.update(status="skipped", note="a GPU row (ask with --peers to run it on the CPU)")
+            continue
+        t0 = time.perf_counter()
+        try:
+            loader = build_row(name, args, data, dev, num_classes)
+        except ImportError as e:
+            row.update(status="skipped", note=f"not installed: {e}")
+            continue
+        except Exception as e:  # noqa: BLE001 - one broken row is reported, the others still run
+            row.update(status="failed", note=f"{type(e).__name__}: {e}")
+            failed = True
+            continue
+        if isinstance(loader, str):
+            row.update(status="skipped", note=loader)
+            continue
+        row["build_seconds"] = time.perf_counter() - t0
+        row["batches_per_epoch"] = len(loader) if hasattr(loader, "__len__") else None
+        row["epochs"] = []
+        runners[name] = EpochRunner(name, loader, dev)
+
+    # rounds: every row runs one epoch per round, in turn, so drifting background load
+    # reaches all rows alike; round 0 .. warmup-1 are not timed
+    n_img = data["info"].get("num_images")
+    rounds = args.warmup + args.epochs
+    bar = _bar(total=rounds * len(runners) * n_img if n_img else None, desc="bench", unit="img",
+               enabled=args.progress)
+    by_name = {r["name"]: r for r in rows}
+    try:
+        for rnd in range(rounds):
+            for name, runner in list(runners.items()):
+                row = by_name[name]
+                bar.set_postfix_str(f"round {rnd + 1}/{rounds} {'(warm-up) ' if rnd < args.warmup else ''}{name}")
+                try:
+                    ep = runner.epoch(bar)
+                except Exception as e:  # noqa: BLE001
+                    row.update(status="failed", note=f"{type(e).__name__}: {e}")
+                    failed = True
+                    del runners[name]
+                    continue
+                if rnd >= args.warmup:
+                    ep["round"] = rnd
+                    row["epochs"].append(ep)
+    finally:
+        bar.close()
+        runners.clear()
+        gc.collect()
+    for row in rows:
+        if row["status"] == "ok":
+            row["images_per_s"] = summarize(row["epochs"])
+    add_ratios(rows)
+    meta["load_average"] = {"before": load_before, "after": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    result = {
+        "schema": SCHEMA,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "options": options,
+        "metadata": meta,
+        "hardware": hardware_slug(meta),
+        "dataset": data["info"],
+        "baseline": BASELINE,
+        "rows": rows,
+        "targets": check_targets(rows, dev),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-{result['hardware']}" + (f"-{_slug(args.tag)}" if args.tag else "")
+    json_path = out / f"{stem}.json"
+    json_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(format_table(result))
+    print(f"wrote {json_path}")
+    if args.plot:
+        why = plot(result, out / f"{stem}.png")
+        print(f"wrote {out / f'{stem}.png'}" if why is None else f"note: {why}")
+    for r in rows:
+        if r["status"] == "skipped":
+            print(f"note: {r['name']} skipped: {r['note']}", file=sys.stderr)
+    return 1 if failed else 0
