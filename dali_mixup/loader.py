@@ -244,5 +244,6 @@ def create_loader(
         dtype=_DTYPES[dtype],
         pipeline_factory=make_pipeline,
         source=source,
+        layout=layout,
     )
     return it

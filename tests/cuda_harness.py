@@ -58,8 +58,12 @@ def elementwise_source(name, params, out, op, preamble, types):
             args.append(f"CArray<{ctype}, 1, true, false> {pname}")
         else:
             args.append(f"{ctype} {pname}")
-    otype, oname = out.split()
+    *raw_out, otype, oname = out.split()
     otype = {"float32": "float"}.get(otype, otype)
+    if raw_out:  # a raw output: the operation indexes it itself; the loop runs over ``size``
+        out_arg, bind = f"CArray<{otype}, 1, true, false> {oname}", ""
+    else:  # CuPy binds ``out`` to the output element of index i
+        out_arg, bind = f"CArray<{otype}, 1, true, false> _raw_{oname}", f"{otype} &{oname} = _raw_{oname}[i];"
     typedefs = "".join(f"typedef {c} {t};\n" for t, c in types.items())
     return (
         # what CuPy puts before every kernel; float16.cuh only when an argument is float16
@@ -67,9 +71,8 @@ def elementwise_source(name, params, out, op, preamble, types):
         + ("#include <cupy/float16.cuh>\n" if "float16" in types.values() else "")
         + typedefs
         + preamble
-        + f'\nextern "C" __global__ void {name}({", ".join(args)}, '
-        f"CArray<{otype}, 1, true, false> _raw_{oname}, long long _n) {{\n"
-        f"  CUPY_FOR(i, _n) {{\n    {otype} &{oname} = _raw_{oname}[i];\n{op}\n  }}\n}}\n"
+        + f'\nextern "C" __global__ void {name}({", ".join(args)}, {out_arg}, long long _n) {{\n'
+        f"  CUPY_FOR(i, _n) {{\n    {bind}\n{op}\n  }}\n}}\n"
     )
 
 
@@ -80,6 +83,18 @@ def image_kernel_source(in_dtype, out_dtype):
         kernels.MIX_IMAGES_PARAMS,
         kernels.MIX_IMAGES_OUT,
         kernels.MIX_IMAGES_OP,
+        kernels.MIX_PREAMBLE,
+        {"T": t, "U": u},
+    )
+
+
+def packed_image_kernel_source(in_dtype, out_dtype):
+    t, u = TYPES[in_dtype][0], TYPES[out_dtype][0]
+    return elementwise_source(
+        f"dali_mixup_mix_images_packed_{in_dtype}_{out_dtype}",
+        kernels.MIX_IMAGES_PACKED_PARAMS,
+        kernels.MIX_IMAGES_PACKED_OUT,
+        kernels.MIX_IMAGES_PACKED_OP,
         kernels.MIX_PREAMBLE,
         {"T": t, "U": u},
     )
@@ -143,6 +158,7 @@ HOST_PRELUDE = r"""
 #include <cstdint>
 #define __device__
 #define __forceinline__ inline
+#define __align__(n) alignas(n)
 typedef _Float16 float16;
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fadd_rn(float a, float b) { return a + b; }
@@ -155,6 +171,7 @@ static inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &
 def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
     """The kernels' operations compiled as host C++ (g++ -ffp-contract=off), one entry per
     (in, out) dtype pair: ``mix_<in>_<out>(x, lam, perm, sample_size, out, total)``,
+    ``mixp_<in>_<out>(x, lam, perm, sample_packs, out, total_packs)`` (the packed kernel),
     ``cutmix_<in>_<out>(x, lam, perm, cut, boxes, sample_size, inner, height, width, out, total)`` and
     ``targets(labels, lam, perm, num_classes, on, off, out, total)``."""
     cxx = shutil.which("g++") or shutil.which("c++")
@@ -170,6 +187,11 @@ def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
                 f'extern "C" void mix_{a}_{b}(const {ta}* x, const float* lam, const long long* perm, '
                 f"long long sample_size, {tb}* _raw_out, long long total) {{\n"
                 f"  for (long long i = 0; i < total; ++i) {{ {tb}& out = _raw_out[i];\n{kernels.MIX_IMAGES_OP}\n  }}\n}}\n"
+            )
+            src.append(
+                f'extern "C" void mixp_{a}_{b}(const {ta}* x, const float* lam, const long long* perm, '
+                f"long long sample_packs, {tb}* out, long long total_packs) {{\n  typedef {ta} T; typedef {tb} U;\n"
+                f"  for (long long i = 0; i < total_packs; ++i) {{\n{kernels.MIX_IMAGES_PACKED_OP}\n  }}\n}}\n"
             )
             src.append(
                 f'extern "C" void cutmix_{a}_{b}(const {ta}* x, const float* lam, const long long* perm, '

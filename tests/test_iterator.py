@@ -212,3 +212,31 @@ def test_flip_prob_zero_and_one(root):
     torch.testing.assert_close(b["data"], a["data"].flip(-1))  # same crop, mirrored
     with pytest.raises(ValueError, match="flip_prob"):
         loader(root, flip_prob=1.5)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_cutmix_through_the_loader(root, layout):
+    cfg = MixupConfig(alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, mode="elem")
+    mixed = loader(root, mixup=cfg, seed=13, layout=layout)
+    plain = loader(root, mixup=None, seed=13, layout=layout)
+    saw_cutmix = False
+    for m, p in zip(mixed, plain):
+        m, p = m[0], p[0]
+        params = MixupParams(m["lam"], m["perm"], boxes=m["boxes"], cutmix=m["cutmix"], image_size=(32, 32))
+        saw_cutmix |= bool(m["cutmix"].any())
+        assert torch.equal(m["data"], mix_images(p["data"], params, layout=layout))
+        assert torch.equal(m["label"], mix_targets(p["label_index"], params, N))
+    assert saw_cutmix
+
+
+def test_mixup_can_be_switched_off_between_epochs(root):
+    import dataclasses
+
+    ld = loader(root, mixup=MixupConfig(alpha=1.0, mode="elem"), seed=14)
+    assert any(bool((b[0]["lam"] < 1).any()) for b in ld)
+    ld.mixup = dataclasses.replace(ld.mixup, enabled=False)
+    for b in ld:
+        assert torch.all(b[0]["lam"] == 1)
+        assert torch.equal(b[0]["label"], torch.nn.functional.one_hot(b[0]["label_index"], N).float())
+    with pytest.raises(TypeError, match="MixupConfig"):
+        ld.mixup = {"alpha": 1.0}

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import cuda_harness as h
+from dali_mixup import kernels
 from dali_mixup import MixupConfig, MixupParams, MixupSampler, mix_images, mix_targets
 
 DT = list(h.TYPES)
@@ -33,13 +34,15 @@ def test_nvrtc_compiles_every_kernel(arch):
         for b in DT:
             cubin = h.nvrtc_compile(h.image_kernel_source(a, b), arch, f"mix_{a}_{b}.cu")
             assert len(cubin) > 0
+            cubin = h.nvrtc_compile(h.packed_image_kernel_source(a, b), arch, f"mixp_{a}_{b}.cu")
+            assert len(cubin) > 0
             cubin = h.nvrtc_compile(h.cutmix_image_kernel_source(a, b), arch, f"cutmix_{a}_{b}.cu")
             assert len(cubin) > 0
             compiled.append(f"{a}->{b}")
     for label_type in ["long long", "int"]:
         assert len(h.nvrtc_compile(h.target_kernel_source(label_type), arch, "targets.cu")) > 0
     print(
-        f"NVRTC compiled {len(compiled)} mixup image kernels, {len(compiled)} mixup/CutMix image "
+        f"NVRTC compiled {len(compiled)} mixup image kernels (scalar and packed), {len(compiled)} mixup/CutMix image "
         f"kernels and 2 target kernels for {arch}"
     )
 
@@ -97,6 +100,32 @@ def test_host_compiled_kernel_equals_cpu_twin(host_lib, a, b, shape):
     getattr(host_lib, f"mix_{a}_{b}")(
         _ptr(xs), _ptr(params.lam), _ptr(params.perm), ctypes.c_longlong(x.numel() // n), _ptr(gs),
         ctypes.c_longlong(x.numel()),
+    )
+    assert torch.equal(got.view(-1).view(torch.uint8), want.view(-1).view(torch.uint8)), (a, b)
+
+
+@pytest.mark.parametrize("a", DT)
+@pytest.mark.parametrize("b", DT)
+@pytest.mark.parametrize("shape", [(7, 3, 8, 16), (2, 8), (5, 8 * 37)])
+def test_host_compiled_packed_kernel_equals_cpu_twin(host_lib, a, b, shape):
+    requires_fma()
+    x = random_images(shape, TORCH[a], seed=sum(shape) + 1)
+    if b == "uint8" and a != "uint8":
+        x = x.float().abs().clamp(max=300).to(TORCH[a])
+    n = shape[0]
+    params = MixupSampler(MixupConfig(alpha=0.5, mode="elem", prob=0.8), n + 1).sample(n)
+    if n >= 5:
+        lam = params.lam.clone()
+        lam[:3] = torch.tensor([0.0, 0.5, 1.0])
+        params = MixupParams(lam, params.perm)
+    want = mix_images(x, params, dtype=TORCH[b])
+    xs = x.view(torch.int16) if a == "bfloat16" else x
+    got = torch.empty_like(x, dtype=TORCH[b])
+    gs = got.view(torch.int16) if b == "bfloat16" else got
+    pack = kernels.PACK
+    getattr(host_lib, f"mixp_{a}_{b}")(
+        _ptr(xs), _ptr(params.lam), _ptr(params.perm), ctypes.c_longlong(x.numel() // n // pack), _ptr(gs),
+        ctypes.c_longlong(x.numel() // pack),
     )
     assert torch.equal(got.view(-1).view(torch.uint8), want.view(-1).view(torch.uint8)), (a, b)
 
