@@ -11,7 +11,7 @@ fused multiply-add (``__fmul_rn``, ``__fmaf_rn``), which is what torch's CPU ``a
 computes where its CPU capability has FMA (AVX2, AVX-512, NEON); λ = 1 copies ``x[i]`` without
 reading the partner. Stores:
 uint8 rounds half to even (``rintf``) and saturates; float16 and bfloat16 round to nearest
-even. bfloat16 travels as its int16 bit pattern (CuPy has no bfloat16 type).
+even. float16 and bfloat16 travel as their uint16/int16 bit patterns.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from __future__ import annotations
 import functools
 
 MIX_PREAMBLE = r"""
-#include <cupy/float16.cuh>  /* CuPy includes it only when a kernel argument is float16 */
+#include <cuda_fp16.h>
 __device__ __forceinline__ float dm_load(unsigned char v) { return (float)v; }
 __device__ __forceinline__ float dm_load(float v) { return v; }
-__device__ __forceinline__ float dm_load(float16 v) { return (float)v; }
+__device__ __forceinline__ float dm_load(unsigned short v) {  /* float16 bits */
+    return __half2float(__ushort_as_half(v));
+}
 __device__ __forceinline__ float dm_load(short v) {  /* bfloat16 bits */
     return __uint_as_float(((unsigned int)(unsigned short)v) << 16);
 }
@@ -32,7 +34,9 @@ __device__ __forceinline__ void dm_store(float y, unsigned char& o) {
     o = (unsigned char)fminf(fmaxf(rintf(y), 0.0f), 255.0f);
 }
 __device__ __forceinline__ void dm_store(float y, float& o) { o = y; }
-__device__ __forceinline__ void dm_store(float y, float16& o) { o = float16(y); }
+__device__ __forceinline__ void dm_store(float y, unsigned short& o) {  /* float16, nearest even */
+    o = __half_as_ushort(__float2half_rn(y));
+}
 __device__ __forceinline__ void dm_store(float y, short& o) {  /* bfloat16, nearest even */
     unsigned int u = __float_as_uint(y);
     if ((u & 0x7fffffffu) > 0x7f800000u) { o = (short)0x7fc0; return; }
@@ -175,12 +179,16 @@ def _mix_targets_kernel():
 
 
 def _cupy_view(t):
-    """Zero-copy CuPy view of a CUDA torch tensor; bfloat16 is viewed as its int16 bits."""
+    """Zero-copy CuPy view of a CUDA torch tensor. The 16-bit floats travel as their bits:
+    float16 as uint16, bfloat16 as int16 (CuPy's float16 class defeats vector loads, and CuPy
+    has no bfloat16); the kernels convert with the round-to-nearest-even intrinsics."""
     import cupy
     import torch
 
     if t.dtype == torch.bfloat16:
         t = t.view(torch.int16)
+    elif t.dtype == torch.float16:
+        t = t.view(torch.uint16)
     return cupy.from_dlpack(t)
 
 

@@ -84,6 +84,15 @@ def _empty_like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return flat.as_strided(x.shape, x.stride())
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor (λ, partners, boxes) on ``device``, copied from pinned memory so the
+    copy is queued on the current stream: from pageable memory it would make the host wait
+    for the stream to drain, serialising every launch behind the previous kernel."""
+    if t.device == device:
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def _byte_span(t: torch.Tensor):
     if t.numel() == 0:
         return (0, 0)
@@ -179,10 +188,10 @@ def mix_images(
             dev = x.device
             kernels.launch_mix_cutmix_images(
                 x_flat,
-                params.lam.to(dev, non_blocking=True),
-                params.perm.to(dev, non_blocking=True),
-                params.cutmix.to(dev, non_blocking=True),
-                params.boxes.to(dev, non_blocking=True),
+                _to_device(params.lam, dev),
+                _to_device(params.perm, dev),
+                _to_device(params.cutmix, dev),
+                _to_device(params.boxes, dev),
                 grid,
                 out_flat,
             )
@@ -197,8 +206,8 @@ def mix_images(
 
         kernels.launch_mix_images(
             x_flat,
-            params.lam.to(x.device, non_blocking=True),
-            params.perm.to(x.device, non_blocking=True),
+            _to_device(params.lam, x.device),
+            _to_device(params.perm, x.device),
             sample_size,
             out_flat,
         )
@@ -257,8 +266,8 @@ def mix_targets(
 
         kernels.launch_mix_targets(
             labels,
-            params.lam.to(labels.device, non_blocking=True),
-            params.perm.to(labels.device, non_blocking=True),
+            _to_device(params.lam, labels.device),
+            _to_device(params.perm, labels.device),
             num_classes,
             on,
             off,

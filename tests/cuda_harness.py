@@ -17,7 +17,7 @@ from dali_mixup import kernels
 # (type name in the kernel, numpy dtype name, torch dtype name)
 TYPES = {
     "uint8": ("unsigned char", "uint8"),
-    "float16": ("float16", "float16"),
+    "float16": ("unsigned short", "uint16"),  # float16 travels as uint16 bits
     "bfloat16": ("short", "int16"),  # bfloat16 travels as int16 bits
     "float32": ("float", "float32"),
 }
@@ -66,9 +66,9 @@ def elementwise_source(name, params, out, op, preamble, types):
         out_arg, bind = f"CArray<{otype}, 1, true, false> _raw_{oname}", f"{otype} &{oname} = _raw_{oname}[i];"
     typedefs = "".join(f"typedef {c} {t};\n" for t, c in types.items())
     return (
-        # what CuPy puts before every kernel; float16.cuh only when an argument is float16
+        # what CuPy puts before every kernel (float16.cuh only when an argument is float16: ours
+        # never is, the kernels see float16 as uint16 bits)
         "#include <cupy/complex.cuh>\n#include <cupy/carray.cuh>\n#include <cupy/atomics.cuh>\n"
-        + ("#include <cupy/float16.cuh>\n" if "float16" in types.values() else "")
         + typedefs
         + preamble
         + f'\nextern "C" __global__ void {name}({", ".join(args)}, {out_arg}, long long _n) {{\n'
@@ -165,6 +165,11 @@ static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline float __fmaf_rn(float a, float b, float c) { return std::fmaf(a, b, c); }
 static inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
 static inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
+typedef _Float16 __half;
+static inline __half __ushort_as_half(unsigned short u) { __half h; std::memcpy(&h, &u, 2); return h; }
+static inline unsigned short __half_as_ushort(__half h) { unsigned short u; std::memcpy(&u, &h, 2); return u; }
+static inline float __half2float(__half h) { return (float)h; }
+static inline __half __float2half_rn(float f) { return (__half)f; }
 """
 
 
