@@ -84,15 +84,6 @@ def _empty_like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return flat.as_strided(x.shape, x.stride())
 
 
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A small host tensor (λ, partners, boxes) on ``device``, copied from pinned memory so the
-    copy is queued on the current stream: from pageable memory it would make the host wait
-    for the stream to drain, serialising every launch behind the previous kernel."""
-    if t.device == device:
-        return t
-    return t.pin_memory().to(device, non_blocking=True)
-
-
 def _byte_span(t: torch.Tensor):
     if t.numel() == 0:
         return (0, 0)
@@ -185,13 +176,13 @@ def mix_images(
         if x.is_cuda:
             from . import kernels
 
-            dev = x.device
+            dp = params.on(x.device)
             kernels.launch_mix_cutmix_images(
                 x_flat,
-                _to_device(params.lam, dev),
-                _to_device(params.perm, dev),
-                _to_device(params.cutmix, dev),
-                _to_device(params.boxes, dev),
+                dp.lam,
+                dp.perm,
+                dp.cutmix,
+                dp.boxes,
                 grid,
                 out_flat,
             )
@@ -204,10 +195,11 @@ def mix_images(
     if x.is_cuda:
         from . import kernels
 
+        dp = params.on(x.device)
         kernels.launch_mix_images(
             x_flat,
-            _to_device(params.lam, x.device),
-            _to_device(params.perm, x.device),
+            dp.lam,
+            dp.perm,
             sample_size,
             out_flat,
         )
@@ -264,10 +256,11 @@ def mix_targets(
         torch._assert_async(((labels >= 0) & (labels < num_classes)).all(), "label outside [0, num_classes)")
         from . import kernels
 
+        dp = params.on(labels.device)
         kernels.launch_mix_targets(
             labels,
-            _to_device(params.lam, labels.device),
-            _to_device(params.perm, labels.device),
+            dp.lam,
+            dp.perm,
             num_classes,
             on,
             off,

@@ -69,6 +69,31 @@ class MixupParams:
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "cutmix", cutmix)
 
+    @classmethod
+    def _trusted(cls, lam, perm, boxes=None, cutmix=None, image_size=None) -> "MixupParams":
+        """Params the sampler drew (valid by construction) or their device copies: no checks,
+        which cost more host time per batch than the GPU kernel does."""
+        n = lam.shape[0]
+        self = object.__new__(cls)
+        for name, value in (("lam", lam), ("perm", perm), ("image_size", image_size),
+                            ("boxes", torch.zeros((n, 4), dtype=torch.int64) if boxes is None else boxes),
+                            ("cutmix", torch.zeros(n, dtype=torch.bool) if cutmix is None else cutmix)):
+            object.__setattr__(self, name, value)
+        return self
+
+    def on(self, device: torch.device) -> "MixupParams":
+        """These params with their tensors on ``device``: copied once from pinned memory,
+        queued on the current CUDA stream (from pageable memory the host would wait for the
+        stream to drain), and cached, so the image and target kernels of a batch share one copy."""
+        device = torch.device(device)
+        if self.lam.device == device:
+            return self
+        cache = self.__dict__.setdefault("_on_device", {})
+        if device not in cache:
+            moved = [t.pin_memory().to(device, non_blocking=True) for t in (self.lam, self.perm, self.boxes, self.cutmix)]
+            cache[device] = MixupParams._trusted(*moved, image_size=self.image_size)
+        return cache[device]
+
     @property
     def batch_size(self) -> int:
         return int(self.lam.shape[0])
@@ -260,7 +285,8 @@ class MixupSampler:
             lam[reps] = draws
             lam[perm[reps]] = draws
             lam[perm == np.arange(n)] = 1.0
-        return MixupParams(torch.from_numpy(lam.astype(np.float32)), torch.from_numpy(perm), image_size=size)
+        return MixupParams._trusted(torch.from_numpy(lam.astype(np.float32)), torch.from_numpy(perm.astype(np.int64)),
+                                    image_size=size)
 
     def _sample_with_cutmix(self, n: int, size: Tuple[int, int]) -> MixupParams:
         """Mixup or CutMix per draw. One draw per batch, sample or pair (``mode``), in this
@@ -291,11 +317,11 @@ class MixupSampler:
         if cfg.mode is MixMode.PAIR:  # a sample left without a partner (odd n) is unmixed
             alone = perm == np.arange(n)
             lam[alone], use_cutmix[alone], boxes[alone] = 1.0, False, 0
-        return MixupParams(
+        return MixupParams._trusted(
             torch.from_numpy(lam.astype(np.float32)),
-            torch.from_numpy(perm),
-            boxes=torch.from_numpy(boxes),
-            cutmix=torch.from_numpy(use_cutmix),
+            torch.from_numpy(perm.astype(np.int64)),
+            boxes=torch.from_numpy(boxes.astype(np.int64)),
+            cutmix=torch.from_numpy(use_cutmix.astype(bool)),
             image_size=size,
         )
 

@@ -132,3 +132,21 @@ def test_params_built_directly_are_validated():
 def test_bad_batch_size(bad):
     with pytest.raises(ValueError, match="batch_size"):
         MixupSampler(MixupConfig(), 0).sample(bad)
+
+
+@pytest.mark.parametrize("cfg", [
+    MixupConfig(alpha=0.4, mode="elem", prob=0.7),
+    MixupConfig(alpha=1.0, mode="pair", pairing="derangement"),
+    MixupConfig(alpha=1.0, cutmix_alpha=1.0, mode="elem"),
+    MixupConfig(alpha=1.0, cutmix_alpha=1.0, mode="batch", cutmix_minmax=(0.2, 0.8)),
+])
+def test_sampled_params_pass_the_public_validation(cfg):
+    # the sampler skips MixupParams' checks for speed; they must hold all the same
+    s = MixupSampler(cfg, 9)
+    for n in [0, 1, 2, 7, 64]:
+        p = s.sample(n, image_size=(13, 9))
+        q = MixupParams(p.lam, p.perm, boxes=p.boxes, cutmix=p.cutmix, image_size=p.image_size)
+        for field in ("lam", "perm", "boxes", "cutmix"):
+            a, b = getattr(p, field), getattr(q, field)
+            assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), field
+        assert p.on("cpu") is p
