@@ -168,6 +168,24 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_busy(seconds: float = 1.0) -> Optional[float]:
+    """Share of all CPUs busy over ``seconds`` (from /proc/stat), or None where unavailable."""
+
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v), idle
+
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
 def gpu_info() -> Optional[Dict[str, Any]]:
     import torch
 
@@ -472,7 +490,7 @@ def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
     ax.barh(names, med, xerr=[lo, hi], color=colors, capsize=3)
     for i, r in enumerate(rows[::-1]):
         rb = r["ratio_to_baseline"]
-        ax.text(med[i], i, f"  {med[i]:,.0f}" + (f"  ({rb:.2f}x)" if rb else ""), va="center", fontsize=9)
+        ax.text(med[i] + hi[i], i, f"  {med[i]:,.0f}" + (f"  ({rb:.2f}x)" if rb else ""), va="center", fontsize=9)
     meta = result["metadata"]
     hw = f"{meta['cpu']['model']}, {meta['cpu']['cores']} cores" + (f", {meta['gpu']['name']}" if meta["gpu"] else "")
     o = result["options"]
@@ -533,9 +551,10 @@ def _run(args) -> int:
           f"{args.batch_size}, {args.image_size}px, {args.dtype}, device {dev}, {options['workers_resolved']} workers; "
           f"{args.warmup} warm-up + {args.epochs} timed epochs per row", file=sys.stderr)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    if load_before and load_before[0] > 0.5 * cpu_cores():
-        print(f"warning: the machine is busy (load average {load_before[0]:.1f} on {cpu_cores()} cores): other "
-              f"processes share the CPU, so the figures will vary run to run", file=sys.stderr)
+    busy = cpu_busy()
+    if busy is not None and busy > 0.25:
+        print(f"warning: the machine is busy ({100 * busy:.0f}% of the CPU in use by other processes before the "
+              f"run): the figures will vary run to run", file=sys.stderr)
     rows: List[Dict[str, Any]] = []
     runners: Dict[str, EpochRunner] = {}
     failed = False
@@ -596,6 +615,7 @@ def _run(args) -> int:
             row["images_per_s"] = summarize(row["epochs"])
     add_ratios(rows)
     meta["load_average"] = {"before": load_before, "after": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    meta["cpu_busy_before"] = busy
     result = {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -50,7 +50,7 @@ def check_schema(d):
     assert meta["python"] and meta["versions"]["torch"] and "nvidia.dali" in meta["versions"] and "cupy" in meta["versions"]
     assert meta["cpu"]["model"] and meta["cpu"]["cores"] >= 1
     assert "gpu" in meta and (meta["gpu"] is None or {"name", "driver"} <= set(meta["gpu"]))
-    assert {"before", "after"} <= set(meta["load_average"])
+    assert {"before", "after"} <= set(meta["load_average"]) and "cpu_busy_before" in meta
     for opt in ("data", "images", "batch_size", "image_size", "epochs", "warmup", "quick", "device", "workers",
                 "out", "cutmix", "peers", "alpha", "seed"):
         assert opt in d["options"], opt
