@@ -36,6 +36,8 @@ import subprocess
 
 import numpy as np
 import pytest
+
+from dali_mixup._gpu import cuda_unavailable_reason
 import torch
 
 from dali_mixup import MixupConfig, MixupParams, MixupSampler, mix_images, mix_targets
@@ -118,16 +120,7 @@ def test_copy(benchmark):
     _run(benchmark, "copy", lambda: out.copy_(x))
 
 
-def _gpu_reason():
-    if not torch.cuda.is_available():
-        return "no CUDA GPU (torch.cuda.is_available() is False)"
-    try:
-        import cupy
-
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # noqa: BLE001 - any CuPy failure means the GPU path cannot run
-        return f"CuPy cannot use the GPU: {e}"
-    return None
+_gpu_reason = cuda_unavailable_reason
 
 
 @pytest.mark.gpu

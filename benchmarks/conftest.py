@@ -10,10 +10,11 @@ At the end of the session a summary prints each case's median next to its group'
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 
 import pytest
+
+from dali_mixup._gpu import cuda_unavailable_reason
 
 # group -> {peer: median seconds}, filled by the benchmarks through ``record``
 RESULTS = defaultdict(dict)
@@ -43,20 +44,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "full: only in the full sweep (--full-sweep)")
 
 
-@functools.lru_cache(maxsize=None)
-def gpu_skip_reason():
-    """None when the CUDA kernels can run here, else why not."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return "no CUDA GPU (torch.cuda.is_available() is False)"
-    try:
-        import cupy
-
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # noqa: BLE001 - any CuPy failure means the GPU path cannot run
-        return f"CuPy cannot use the GPU: {e}"
-    return None
+gpu_skip_reason = cuda_unavailable_reason
 
 
 def pytest_collection_modifyitems(config, items):

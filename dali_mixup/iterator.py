@@ -164,12 +164,12 @@ class DALIMixupIterator(DALIGenericIterator):
             super().__init__(
                 pipelines,
                 ["data", "label"],
-            size=size,
-            reader_name=reader_name,
-            auto_reset=auto_reset,
-            fill_last_batch=fill_last_batch,
-            dynamic_shape=dynamic_shape,
-            last_batch_padded=last_batch_padded,
+                size=size,
+                reader_name=reader_name,
+                auto_reset=auto_reset,
+                fill_last_batch=fill_last_batch,
+                dynamic_shape=dynamic_shape,
+                last_batch_padded=last_batch_padded,
                 last_batch_policy=last_batch_policy,
                 prepare_first_batch=prepare_first_batch,
             )
