@@ -79,3 +79,15 @@ def test_hw_decoder_load_zero_and_default_both_decode(root):
     for load in (0.0, 0.65):
         b = next(iter(gpu_loader(root, train=False, batch_size=8, hw_decoder_load=load)))[0]
         assert b["data"].shape == (8, 3, 32, 32) and torch.isfinite(b["data"]).all()
+
+
+@pytest.mark.slow
+def test_gpu_soak_device_memory_stops_growing(root):
+    ld = gpu_loader(root, mixup=MixupConfig(alpha=0.4, mode="elem"), seed=6)
+    samples = []
+    for epoch in range(40):
+        for b in ld:
+            assert b[0]["data"].is_cuda
+        torch.cuda.synchronize()
+        samples.append(torch.cuda.memory_allocated())
+    assert samples[-1] <= samples[9] + (1 << 20), samples[::10]  # nothing accumulates after warm-up
