@@ -91,6 +91,10 @@ class DALIMixupIterator(DALIGenericIterator):
         num_classes: C; overrides ``mixup.num_classes``.
         dtype: dtype of the images handed out (default: what the pipeline produces); e.g.
             ``torch.bfloat16``, which DALI cannot produce, is cast by the mixup kernel.
+        pipeline_factory: ``checkpoint -> Pipeline``; lets ``load_state_dict`` rebuild the
+            pipelines from DALI checkpoints (``create_loader`` passes one).
+        source: the ``Source`` the pipelines read; lets a decode error name the bad files.
+        layout: 'NCHW' or 'NHWC', the pipeline's image layout (where CutMix boxes go).
 
     Yields:
         ``[{"data": (N, ...) mixed images, "label": (N, C) float32 soft targets,
