@@ -136,6 +136,9 @@ def nvrtc_compile(source: str, arch: str, name: str = "kernel.cu") -> bytes:
     (prog,) = check(nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []))
     opts = [f"--gpu-architecture={arch}".encode(), b"--std=c++17"]
     inc = cupy_include_dir()
+    if inc is None:
+        raise RuntimeError("CuPy is not installed: its headers (cupy/carray.cuh) are what the kernels compile "
+                           "against; install the dev extra")
     if inc is not None:
         cccl = inc / "cupy" / "_cccl"  # the include paths CuPy passes to NVRTC
         opts += [f"-I{cccl / d}".encode() for d in ("cub", "thrust", "libcudacxx")] + [f"-I{inc}".encode()]

@@ -19,6 +19,8 @@ def make(root):
 
 
 if __name__ == "__main__":
+    # a shell that starts a job in the background hands it SIGINT ignored; Ctrl-C is what we test
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     root = sys.argv[1]
     make(root)  # warm up imports and DALI's process-wide threads
     gc.collect()
