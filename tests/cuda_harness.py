@@ -145,14 +145,22 @@ def nvrtc_compile(source: str, arch: str, name: str = "kernel.cu") -> bytes:
     opts += [f"-I{d}".encode() for d in cuda_include_dirs()]
     res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
     (size,) = check(nvrtc.nvrtcGetProgramLogSize(prog))
-    log = b" " * size
+    log = _out_buffer(size)
     nvrtc.nvrtcGetProgramLog(prog, log)
     if res[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
         raise RuntimeError(f"NVRTC failed for {arch}:\n{log.decode(errors='replace')}\n--- source ---\n{source}")
     (size,) = check(nvrtc.nvrtcGetCUBINSize(prog))
-    cubin = b" " * size
+    cubin = _out_buffer(size)
     check(nvrtc.nvrtcGetCUBIN(prog, cubin))
-    return cubin
+    return cubin[:size]
+
+
+def _out_buffer(size: int) -> bytes:
+    """A fresh bytes object for NVRTC to write into. Never ``b" " * size``: for size 1 (an empty
+    log is just its NUL) that is CPython's shared one-byte ``b" "``, and NVRTC's NUL then turns
+    every ``b" "`` in the process into ``b"\\x00"`` (it broke ``bytes.isspace`` parsing and the
+    arguments of later subprocesses in the test run)."""
+    return bytes(size + 2)
 
 
 HOST_PRELUDE = r"""
