@@ -31,8 +31,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import platform
-import subprocess
 
 import numpy as np
 import pytest
@@ -153,18 +151,9 @@ def test_d2d_copy(benchmark):
 
 
 def _metadata():
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except Exception:  # noqa: BLE001 - not a git checkout
-        commit = None
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from dali_mixup.bench import cpu_model, git_commit
+
+    commit, cpu = git_commit()["commit"], cpu_model()
     try:
         import timm
 

@@ -72,24 +72,22 @@ class BenchError(Exception):
 # --- CLI ---------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
-    return v
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {v}")
+        return v
+
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+_positive_int, _nonneg_int = _int_at_least(1), _int_at_least(0)
 
 
 def _positive_float(text: str) -> float:
@@ -216,7 +214,8 @@ def _version(module: str) -> Optional[str]:
         return None
 
 
-def _git_commit() -> Dict[str, Any]:
+def git_commit() -> Dict[str, Any]:
+    """``{"commit", "dirty"}`` of the checkout this package runs from (``None`` outside git)."""
     here = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
@@ -234,7 +233,7 @@ def metadata() -> Dict[str, Any]:
 
     gpu = gpu_info()
     return {
-        "git": _git_commit(),
+        "git": git_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": {m: _version(m) for m in ("dali-mixup", "torch", "torchvision", "nvidia.dali", "cupy", "timm",
