@@ -43,7 +43,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 SCHEMA = "dali-mixup-bench/1"
 ROWS = ("ours", "dali", "dali-mixup", "dali-torch", "torchvision")
@@ -427,6 +427,13 @@ def check_targets(rows: List[Dict[str, Any]], dev: str) -> List[Dict[str, Any]]:
     return checks
 
 
+def _ratio_cells(row: Dict[str, Any]) -> Tuple[str, str]:
+    """The row's ratio to the CPU baseline ("2.31x") and to plain DALI ("95%"), "-" if unknown."""
+    rb = f"{row['ratio_to_baseline']:.2f}x" if row["ratio_to_baseline"] else "-"
+    rd = f"{100 * row['ratio_to_dali']:.0f}%" if row["ratio_to_dali"] else "-"
+    return rb, rd
+
+
 def format_table(result: Dict[str, Any]) -> str:
     lines = []
     head = f"{'row':<44} {'device':<6} {'images/s':>9} {'min..max':>15} {'spread':>7} {'x baseline':>10} {'x DALI':>7}"
@@ -438,8 +445,7 @@ def format_table(result: Dict[str, Any]) -> str:
             lines.append(f"{label:<44} {r['device']:<6} {r['status']}: {r['note']}")
             continue
         s = r["images_per_s"]
-        rb = f"{r['ratio_to_baseline']:.2f}x" if r["ratio_to_baseline"] else "-"
-        rd = f"{100 * r['ratio_to_dali']:.0f}%" if r["ratio_to_dali"] else "-"
+        rb, rd = _ratio_cells(r)
         lines.append(f"{label:<44} {r['device']:<6} {s['median']:9.0f} {s['min']:7.0f}..{s['max']:<7.0f} "
                      f"{s['spread_pct']:6.1f}% {rb:>10} {rd:>7}")
     for c in result["targets"]:
@@ -460,8 +466,7 @@ def format_markdown(result: Dict[str, Any]) -> str:
             lines.append(f"| {LABELS[r['name']]} | {r['device']} | {r['status']}: {r['note']} | | | |")
             continue
         s = r["images_per_s"]
-        rb = f"{r['ratio_to_baseline']:.2f}x" if r["ratio_to_baseline"] else "-"
-        rd = f"{100 * r['ratio_to_dali']:.0f}%" if r["ratio_to_dali"] else "-"
+        rb, rd = _ratio_cells(r)
         lines.append(f"| {LABELS[r['name']]} | {r['device']} | {s['median']:.0f} | {s['min']:.0f} .. {s['max']:.0f} "
                      f"| {rb} | {rd} |")
     return "\n".join(lines)

@@ -42,7 +42,7 @@ def mix_images_cpu(
     f32_out = out2d.dtype == torch.float32
     tmp = None if f32_in else torch.empty(s, dtype=torch.float32)
     acc = None if f32_out else torch.empty(s, dtype=torch.float32)
-    # λ = 1 is a plain conversion, except float -> uint8, which must round and saturate
+    # copies are plain conversions, except float -> uint8, which must round and saturate
     plain_copy = out2d.dtype != torch.uint8 or x2d.dtype == torch.uint8
     if any(cut_list):
         x5, out5 = x2d.view(n, *grid), out2d.view(n, *grid)
@@ -56,14 +56,12 @@ def mix_images_cpu(
             if y1 > y0 and x1 > x0:
                 _convert(out5[i, :, y0:y1, x0:x1], x5[j, :, y0:y1, x0:x1], plain_copy)
             continue
-        if l == 1.0 and plain_copy:
-            out2d[i].copy_(x2d[i])
+        if l == 1.0:  # the sample itself, converted as the kernel stores it
+            _convert(out2d[i], x2d[i], plain_copy)
             continue
         mu = float(mu_np[i])
         a = out2d[i] if f32_out else acc
-        if l == 1.0:
-            a.copy_(x2d[i])
-        elif f32_in:
+        if f32_in:
             torch.mul(x2d[i], l, out=a)
             a.add_(x2d[j], alpha=mu)
         else:

@@ -139,8 +139,10 @@ def mix_images(
     _check_params(params, x.shape[0], "x")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
-    if _memory_order_view(x) is None:
+    x_flat = _memory_order_view(x)
+    if x_flat is None:
         x = x.contiguous()  # a strided view of something else: one copy, then the fast path
+        x_flat = x.view(-1)
     if out is None:
         out_dtype = x.dtype if dtype is None else dtype
         if out_dtype not in IMAGE_DTYPES:
@@ -161,7 +163,7 @@ def mix_images(
                 "out must not alias x: mixing in place would read partners that were already "
                 "overwritten. Pass a separate out tensor (or none)."
             )
-        if out.stride() != x.stride() or _memory_order_view(out) is None:
+        if out.stride() != x.stride():  # same strides as a dense x: dense, same memory order
             raise ValueError(
                 f"out must have the same memory layout as x: out strides {out.stride()}, "
                 f"x strides {x.stride()}"
@@ -169,7 +171,7 @@ def mix_images(
     n = x.shape[0]
     if x.numel() == 0:
         return out
-    x_flat, out_flat = _memory_order_view(x), _memory_order_view(out)
+    out_flat = _memory_order_view(out)
     sample_size = x.numel() // n
     if params.has_cutmix:
         grid = _cutmix_grid(x, layout, params)

@@ -76,40 +76,18 @@ def elementwise_source(name, params, out, op, preamble, types):
     )
 
 
-def image_kernel_source(in_dtype, out_dtype):
-    t, u = TYPES[in_dtype][0], TYPES[out_dtype][0]
-    return elementwise_source(
-        f"dali_mixup_mix_images_{in_dtype}_{out_dtype}",
-        kernels.MIX_IMAGES_PARAMS,
-        kernels.MIX_IMAGES_OUT,
-        kernels.MIX_IMAGES_OP,
-        kernels.MIX_PREAMBLE,
-        {"T": t, "U": u},
-    )
+# kernel kind -> (its parameters, its output, its operation)
+IMAGE_KERNELS = {
+    "mix_images": (kernels.MIX_IMAGES_PARAMS, kernels.MIX_IMAGES_OUT, kernels.MIX_IMAGES_OP),
+    "mix_images_packed": (kernels.MIX_IMAGES_PACKED_PARAMS, kernels.MIX_IMAGES_PACKED_OUT, kernels.MIX_IMAGES_PACKED_OP),
+    "mix_cutmix_images": (kernels.MIX_CUTMIX_IMAGES_PARAMS, kernels.MIX_IMAGES_OUT, kernels.MIX_CUTMIX_IMAGES_OP),
+}
 
 
-def packed_image_kernel_source(in_dtype, out_dtype):
-    t, u = TYPES[in_dtype][0], TYPES[out_dtype][0]
-    return elementwise_source(
-        f"dali_mixup_mix_images_packed_{in_dtype}_{out_dtype}",
-        kernels.MIX_IMAGES_PACKED_PARAMS,
-        kernels.MIX_IMAGES_PACKED_OUT,
-        kernels.MIX_IMAGES_PACKED_OP,
-        kernels.MIX_PREAMBLE,
-        {"T": t, "U": u},
-    )
-
-
-def cutmix_image_kernel_source(in_dtype, out_dtype):
-    t, u = TYPES[in_dtype][0], TYPES[out_dtype][0]
-    return elementwise_source(
-        f"dali_mixup_mix_cutmix_images_{in_dtype}_{out_dtype}",
-        kernels.MIX_CUTMIX_IMAGES_PARAMS,
-        kernels.MIX_IMAGES_OUT,
-        kernels.MIX_CUTMIX_IMAGES_OP,
-        kernels.MIX_PREAMBLE,
-        {"T": t, "U": u},
-    )
+def image_kernel_source(in_dtype, out_dtype, kind="mix_images"):
+    params, out, op = IMAGE_KERNELS[kind]
+    types = {"T": TYPES[in_dtype][0], "U": TYPES[out_dtype][0]}
+    return elementwise_source(f"dali_mixup_{kind}_{in_dtype}_{out_dtype}", params, out, op, kernels.MIX_PREAMBLE, types)
 
 
 def target_kernel_source(label_ctype="long long"):

@@ -32,12 +32,9 @@ def test_nvrtc_compiles_every_kernel(arch):
     compiled = []
     for a in DT:
         for b in DT:
-            cubin = h.nvrtc_compile(h.image_kernel_source(a, b), arch, f"mix_{a}_{b}.cu")
-            assert len(cubin) > 0
-            cubin = h.nvrtc_compile(h.packed_image_kernel_source(a, b), arch, f"mixp_{a}_{b}.cu")
-            assert len(cubin) > 0
-            cubin = h.nvrtc_compile(h.cutmix_image_kernel_source(a, b), arch, f"cutmix_{a}_{b}.cu")
-            assert len(cubin) > 0
+            for kind in h.IMAGE_KERNELS:
+                cubin = h.nvrtc_compile(h.image_kernel_source(a, b, kind), arch, f"{kind}_{a}_{b}.cu")
+                assert len(cubin) > 0
             compiled.append(f"{a}->{b}")
     for label_type in ["long long", "int"]:
         assert len(h.nvrtc_compile(h.target_kernel_source(label_type), arch, "targets.cu")) > 0
@@ -81,28 +78,40 @@ def requires_fma():
         pytest.skip(f"torch CPU capability {cap}: vectorised add(alpha=) has no FMA here")
 
 
+def _host_case(a, b, shape, seed):
+    """Input, params pinned to λ = 0, 0.5 and 1 where the batch allows, and the CPU twin's output."""
+    requires_fma()
+    x = random_images(shape, TORCH[a], seed=seed)
+    if b == "uint8" and a != "uint8":
+        x = x.float().abs().clamp(max=300).to(TORCH[a])  # exercises saturation too
+    n = shape[0]
+    params = MixupSampler(MixupConfig(alpha=0.5, mode="elem", prob=0.8), seed).sample(n)
+    if n >= 5:
+        lam = params.lam.clone()
+        lam[:3] = torch.tensor([0.0, 0.5, 1.0])
+        params = MixupParams(lam, params.perm)
+    return x, params, mix_images(x, params, dtype=TORCH[b])
+
+
+def _run_host(host_lib, entry, x, params, out_dtype, pack):
+    """Call ``entry`` (one element or one pack of ``pack`` per index) and return its output."""
+    xs = x.view(torch.int16) if x.dtype == torch.bfloat16 else x
+    got = torch.empty_like(x, dtype=out_dtype)
+    gs = got.view(torch.int16) if out_dtype == torch.bfloat16 else got
+    n = x.shape[0]
+    getattr(host_lib, entry)(
+        _ptr(xs), _ptr(params.lam), _ptr(params.perm), ctypes.c_longlong(x.numel() // n // pack), _ptr(gs),
+        ctypes.c_longlong(x.numel() // pack),
+    )
+    return got
+
+
 @pytest.mark.parametrize("a", DT)
 @pytest.mark.parametrize("b", DT)
 @pytest.mark.parametrize("shape", [(7, 3, 11, 13), (2, 1), (5, 257)])
 def test_host_compiled_kernel_equals_cpu_twin(host_lib, a, b, shape):
-    requires_fma()
-    x = random_images(shape, TORCH[a], seed=sum(shape))
-    if b == "uint8" and a != "uint8":
-        x = x.float().abs().clamp(max=300).to(TORCH[a])  # exercises saturation too
-    n = shape[0]
-    params = MixupSampler(MixupConfig(alpha=0.5, mode="elem", prob=0.8), n).sample(n)
-    if n >= 5:  # pin λ = 0, 0.5 and 1 too
-        lam = params.lam.clone()
-        lam[:3] = torch.tensor([0.0, 0.5, 1.0])
-        params = MixupParams(lam, params.perm)
-    want = mix_images(x, params, dtype=TORCH[b])
-    xs = x.view(torch.int16) if a == "bfloat16" else x
-    got = torch.empty_like(x, dtype=TORCH[b])
-    gs = got.view(torch.int16) if b == "bfloat16" else got
-    getattr(host_lib, f"mix_{a}_{b}")(
-        _ptr(xs), _ptr(params.lam), _ptr(params.perm), ctypes.c_longlong(x.numel() // n), _ptr(gs),
-        ctypes.c_longlong(x.numel()),
-    )
+    x, params, want = _host_case(a, b, shape, seed=sum(shape))
+    got = _run_host(host_lib, f"mix_{a}_{b}", x, params, TORCH[b], pack=1)
     assert torch.equal(got.view(-1).view(torch.uint8), want.view(-1).view(torch.uint8)), (a, b)
 
 
@@ -110,25 +119,8 @@ def test_host_compiled_kernel_equals_cpu_twin(host_lib, a, b, shape):
 @pytest.mark.parametrize("b", DT)
 @pytest.mark.parametrize("shape", [(7, 3, 8, 16), (2, 8), (5, 8 * 37)])
 def test_host_compiled_packed_kernel_equals_cpu_twin(host_lib, a, b, shape):
-    requires_fma()
-    x = random_images(shape, TORCH[a], seed=sum(shape) + 1)
-    if b == "uint8" and a != "uint8":
-        x = x.float().abs().clamp(max=300).to(TORCH[a])
-    n = shape[0]
-    params = MixupSampler(MixupConfig(alpha=0.5, mode="elem", prob=0.8), n + 1).sample(n)
-    if n >= 5:
-        lam = params.lam.clone()
-        lam[:3] = torch.tensor([0.0, 0.5, 1.0])
-        params = MixupParams(lam, params.perm)
-    want = mix_images(x, params, dtype=TORCH[b])
-    xs = x.view(torch.int16) if a == "bfloat16" else x
-    got = torch.empty_like(x, dtype=TORCH[b])
-    gs = got.view(torch.int16) if b == "bfloat16" else got
-    pack = kernels.PACK
-    getattr(host_lib, f"mixp_{a}_{b}")(
-        _ptr(xs), _ptr(params.lam), _ptr(params.perm), ctypes.c_longlong(x.numel() // n // pack), _ptr(gs),
-        ctypes.c_longlong(x.numel() // pack),
-    )
+    x, params, want = _host_case(a, b, shape, seed=sum(shape) + 1)
+    got = _run_host(host_lib, f"mixp_{a}_{b}", x, params, TORCH[b], pack=kernels.PACK)
     assert torch.equal(got.view(-1).view(torch.uint8), want.view(-1).view(torch.uint8)), (a, b)
 
 
