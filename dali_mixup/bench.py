@@ -18,10 +18,13 @@ Rows (``--peers``):
 
 Method: every row is built first; then the rows run in rounds, one epoch each per round, in
 turn, so background load that drifts reaches all rows alike. The first ``--warmup`` rounds are
-not timed, then ``--epochs`` timed rounds. An epoch's time runs from the iterator's reset to
-its last batch (synchronised on a GPU); no row works in the background while another is timed.
-Reported: median images/s over the timed epochs, min and max, and the ratios of the medians to
-the baseline and to plain DALI. Results go to
+not timed, then ``--epochs`` timed rounds. A round is one epoch, or on a GPU (where an epoch of
+the built-in set lasts a fraction of a second) whole epochs until ``--min-seconds`` (default 2)
+have passed. An epoch's time runs from the iterator's reset to its last batch (synchronised on
+a GPU); no row works in the background while another is timed. Reported: median images/s over
+the timed rounds, min and max, and the ratios of the medians to the baseline and to plain DALI;
+for our row also the host time per batch spent in DALI's ``next`` and in mixing (sampling,
+copies of λ/partners/labels, kernel launches; on a GPU the mix is queued, not waited for). Results go to
 ``<out>/bench-<hardware>.json`` and ``.png``.
 
 Without ``--data`` the built-in synthetic ImageNet-like set is used (``dali_mixup.datasets``),
@@ -35,6 +38,7 @@ import dataclasses
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -58,6 +62,8 @@ LABELS = {
 #: what --quick means, and the defaults otherwise
 QUICK = dict(images=1024, epochs=5, warmup=2)
 FULL = dict(images=2048, epochs=5, warmup=2)
+#: default --min-seconds per device: a timed measurement is whole epochs lasting at least this
+MIN_SECONDS = {"gpu": 2.0, "cpu": 0.0}
 #: the issue's targets, checked and written to the JSON
 TARGETS = {
     "cpu": [("ours", BASELINE, 1.5), ("ours", "dali", 0.90)],
@@ -90,14 +96,22 @@ def _int_at_least(low: int):
 _positive_int, _nonneg_int = _int_at_least(1), _int_at_least(0)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {v}")
-    return v
+def _float_from(low: float, inclusive: bool):
+    """An argparse type: a finite number > ``low`` (>= with ``inclusive``)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(v) and (v >= low if inclusive else v > low)):
+            raise argparse.ArgumentTypeError(f"expected a number {'>=' if inclusive else '>'} {low:g}, got {v}")
+        return v
+
+    return parse
+
+
+_positive_float, _nonneg_float = _float_from(0.0, False), _float_from(0.0, True)
 
 
 def _peer_list(text: str) -> List[str]:
@@ -121,6 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_positive_int, help=f"timed epochs per row (default {FULL['epochs']}; "
                         f"--quick {QUICK['epochs']})")
     parser.add_argument("--warmup", type=_nonneg_int, help="untimed warm-up epochs per row (default 2)")
+    parser.add_argument("--min-seconds", type=_nonneg_float, help="a timed measurement runs whole epochs until this "
+                        f"many seconds have passed (default {MIN_SECONDS['gpu']:g} on a GPU, where an epoch of the "
+                        f"built-in set is a fraction of a second; {MIN_SECONDS['cpu']:g}, one epoch, on the CPU)")
     parser.add_argument("--quick", action="store_true", help=f"a short run: {QUICK['images']} images, "
                         f"{QUICK['epochs']} timed epochs (a few minutes on 2 CPU cores)")
     parser.add_argument("--device", choices=("auto", "gpu", "cpu"), default="auto",
@@ -353,13 +370,42 @@ class EpochRunner:
         _sync(self.device)
         seconds = time.perf_counter() - t0
         self.epochs_run += 1
-        return {"images": seen, "batches": batches, "seconds": seconds, "images_per_s": seen / seconds}
+        return {"images": seen, "batches": batches, "seconds": seconds}
+
+    def measure(self, bar, min_seconds: float) -> Dict[str, Any]:
+        """Whole epochs until at least ``min_seconds`` have passed (one epoch when 0): images/s
+        over them, and for our iterator the host time per batch it spent waiting for DALI and
+        mixing (``DALIMixupIterator.host_seconds``)."""
+        host = getattr(self.loader, "host_seconds", None)
+        host0 = dict(host) if host is not None else None
+        total = {"images": 0, "batches": 0, "seconds": 0.0, "epochs": 0}
+        while total["epochs"] == 0 or total["seconds"] < min_seconds:
+            ep = self.epoch(bar)
+            for k in ("images", "batches", "seconds"):
+                total[k] += ep[k]
+            total["epochs"] += 1
+        total["images_per_s"] = total["images"] / total["seconds"]
+        if host0 is not None and total["batches"]:
+            batches = host["batches"] - host0["batches"]
+            total["host_ms_per_batch"] = {k: 1e3 * (host[k] - host0[k]) / max(batches, 1) for k in ("dali", "mix")}
+            total["ms_per_batch"] = 1e3 * total["seconds"] / total["batches"]
+        return total
 
 
 def summarize(epochs: List[Dict[str, Any]]) -> Dict[str, Any]:
     rates = [r["images_per_s"] for r in epochs]
     med = statistics.median(rates)
     return {"median": med, "min": min(rates), "max": max(rates), "spread_pct": 100.0 * (max(rates) - min(rates)) / med}
+
+
+def summarize_host(epochs: List[Dict[str, Any]]) -> Optional[Dict[str, float]]:
+    """Median host milliseconds per batch (DALI's ``next``, mixing, the whole batch) over the
+    timed measurements, for a row that records them; else None."""
+    if not epochs or any("host_ms_per_batch" not in e for e in epochs):
+        return None
+    out = {k: statistics.median(e["host_ms_per_batch"][k] for e in epochs) for k in ("dali", "mix")}
+    out["batch"] = statistics.median(e["ms_per_batch"] for e in epochs)
+    return out
 
 
 def build_row(name: str, args, data, dev: str, num_classes: int):
@@ -448,6 +494,11 @@ def format_table(result: Dict[str, Any]) -> str:
         rb, rd = _ratio_cells(r)
         lines.append(f"{label:<44} {r['device']:<6} {s['median']:9.0f} {s['min']:7.0f}..{s['max']:<7.0f} "
                      f"{s['spread_pct']:6.1f}% {rb:>10} {rd:>7}")
+    for r in result["rows"]:
+        h = r.get("host_ms_per_batch")
+        if h:
+            lines.append(f"{r['name']}: {h['batch']:.2f} ms per batch; host time in DALI's next {h['dali']:.2f} ms, "
+                         f"in mixing {h['mix']:.2f} ms")
     for c in result["targets"]:
         if c["ratio"] is None:
             lines.append(f"target {c['row']} >= {c['target_ratio']:g} x {c['against']}: not measured")
@@ -550,10 +601,15 @@ def _run(args) -> int:
     meta = metadata()
     options = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"}
     options["device_resolved"] = dev
+    if args.min_seconds is None:
+        args.min_seconds = MIN_SECONDS[dev]
+    options["min_seconds_resolved"] = args.min_seconds
     options["workers_resolved"] = args.workers or cpu_cores()
     print(f"dali-mixup bench: {data['info'].get('num_images', '?')} images, {num_classes} classes, batch "
           f"{args.batch_size}, {args.image_size}px, {args.dtype}, device {dev}, {options['workers_resolved']} workers; "
-          f"{args.warmup} warm-up + {args.epochs} timed epochs per row", file=sys.stderr)
+          f"{args.warmup} warm-up + {args.epochs} timed rounds per row"
+          + (f" (whole epochs lasting >= {args.min_seconds:g} s each)" if args.min_seconds else " (one epoch each)"),
+          file=sys.stderr)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     busy = cpu_busy()
     if busy is not None and busy > 0.25:
@@ -588,11 +644,12 @@ def _run(args) -> int:
         row["epochs"] = []
         runners[name] = EpochRunner(name, loader, dev)
 
-    # rounds: every row runs one epoch per round, in turn, so drifting background load
-    # reaches all rows alike; round 0 .. warmup-1 are not timed
+    # rounds: every row runs one measurement (one epoch, or whole epochs lasting --min-seconds)
+    # per round, in turn, so drifting background load reaches all rows alike; round 0 ..
+    # warmup-1 are not timed
     n_img = data["info"].get("num_images")
     rounds = args.warmup + args.epochs
-    bar = _bar(total=rounds * len(runners) * n_img if n_img else None, desc="bench", unit="img",
+    bar = _bar(total=rounds * len(runners) * n_img if n_img and not args.min_seconds else None, desc="bench", unit="img",
                enabled=args.progress)
     by_name = {r["name"]: r for r in rows}
     try:
@@ -601,7 +658,7 @@ def _run(args) -> int:
                 row = by_name[name]
                 bar.set_postfix_str(f"round {rnd + 1}/{rounds} {'(warm-up) ' if rnd < args.warmup else ''}{name}")
                 try:
-                    ep = runner.epoch(bar)
+                    ep = runner.measure(bar, args.min_seconds)
                 except Exception as e:  # noqa: BLE001
                     row.update(status="failed", note=f"{type(e).__name__}: {e}")
                     failed = True
@@ -617,6 +674,9 @@ def _run(args) -> int:
     for row in rows:
         if row["status"] == "ok":
             row["images_per_s"] = summarize(row["epochs"])
+            host = summarize_host(row["epochs"])
+            if host is not None:
+                row["host_ms_per_batch"] = host
     add_ratios(rows)
     meta["load_average"] = {"before": load_before, "after": os.getloadavg() if hasattr(os, "getloadavg") else None}
     meta["cpu_busy_before"] = busy

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import time
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
@@ -23,8 +24,8 @@ from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
 from .config import MixupConfig
-from .mix import IMAGE_DTYPES, mix_images, mix_targets
-from .sampler import MixupParams, MixupSampler
+from .mix import IMAGE_DTYPES, _targets, mix_images
+from .sampler import MixupParams, MixupSampler, to_device
 from .sources import Source
 
 __all__ = ["BadDataError", "DALIMixupIterator", "LastBatchPolicy"]
@@ -75,7 +76,7 @@ def _label_indices(label: torch.Tensor) -> torch.Tensor:
         return torch.tensor(out, dtype=torch.int64)
     if label.is_floating_point():
         raise TypeError(f"labels must be integers, the pipeline produced {label.dtype}")
-    return label.reshape(label.shape[0], -1)[:, 0].to(torch.int64)
+    return label.reshape(label.shape[0], -1)[:, 0].to(torch.int64).contiguous()
 
 
 class DALIMixupIterator(DALIGenericIterator):
@@ -143,6 +144,10 @@ class DALIMixupIterator(DALIGenericIterator):
             pipeline_factory=pipeline_factory, source=source, layout=layout,
         )
         self._pipeline_factory = pipeline_factory
+        #: host (CPU) seconds spent in ``__next__`` since construction: waiting for and taking
+        #: DALI's outputs ("dali"), sampling and launching the mix ("mix"), and batches counted;
+        #: on a GPU the mix is launched, not waited for, so "mix" is the host cost of mixup.
+        self.host_seconds: Dict[str, float] = {"dali": 0.0, "mix": 0.0, "batches": 0}
         if mixup is None:
             mixup = MixupConfig(enabled=False, num_classes=num_classes)
         if not isinstance(mixup, MixupConfig):
@@ -232,9 +237,16 @@ class DALIMixupIterator(DALIGenericIterator):
         return index
 
     def __next__(self) -> List[Dict[str, torch.Tensor]]:
+        t0 = time.perf_counter()
         with self._naming_bad_files():
             batches = super().__next__()
-        return [self._mix(i, b) for i, b in enumerate(batches)]
+        t1 = time.perf_counter()
+        mixed = [self._mix(i, b) for i, b in enumerate(batches)]
+        times = self.host_seconds
+        times["dali"] += t1 - t0
+        times["mix"] += time.perf_counter() - t1
+        times["batches"] += 1
+        return mixed
 
     def _mix(self, index: int, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         x = batch["data"]
@@ -250,8 +262,8 @@ class DALIMixupIterator(DALIGenericIterator):
             hw = tuple(x.shape[2:4]) if self._layout == "NCHW" else tuple(x.shape[1:3])
         params = self._samplers[index].sample(n, image_size=hw)
         out_dtype = self._dtype or x.dtype
-        if x.is_cuda:  # pinned, so the copy is queued on the stream, not waited for
-            labels = labels.pin_memory().to(x.device, non_blocking=True)
+        if x.is_cuda:  # queued on the stream, not waited for
+            (labels,) = to_device(x.device, labels)
         # On the CPU, DALI's worker threads already occupy the cores: torch's own thread pool
         # would spin against them (mixing in the iterator measured 2x slower on 2 cores).
         with contextlib.nullcontext() if x.is_cuda else _torch_threads(1):
@@ -259,7 +271,7 @@ class DALIMixupIterator(DALIGenericIterator):
                 images = mix_images(x, params, dtype=out_dtype, layout=self._layout)
             else:
                 images = x
-            targets = mix_targets(labels, params, self.num_classes, self.mixup.label_smoothing)
+            targets = _targets(labels, params, self.num_classes, self.mixup.label_smoothing, checked=True)
         out = {"data": images, "label": targets, "lam": params.lam, "perm": params.perm, "label_index": labels}
         if self.mixup.cutmix_on:
             out.update(cutmix=params.cutmix, boxes=params.boxes)

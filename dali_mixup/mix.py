@@ -246,30 +246,29 @@ def mix_targets(
         raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
     if isinstance(label_smoothing, bool) or not (0.0 <= float(label_smoothing) < 1.0):
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    _check_params(params, labels.shape[0], "labels")
+    return _targets(labels.to(torch.int64).contiguous(), params, int(num_classes), float(label_smoothing), checked=False)
+
+
+def _targets(labels: torch.Tensor, params: MixupParams, num_classes: int, label_smoothing: float,
+             checked: bool) -> torch.Tensor:
+    """``mix_targets`` on validated arguments: ``labels`` (N,) contiguous int64. ``checked``:
+    the caller has already range-checked the labels on the host (the iterator does, on the CPU
+    labels DALI returns), so CUDA labels skip the device-side assert and its four launches."""
     n = labels.shape[0]
-    _check_params(params, n, "labels")
-    num_classes = int(num_classes)
-    on, off = smoothing_values(num_classes, float(label_smoothing))
-    labels = labels.to(torch.int64).contiguous()
+    on, off = smoothing_values(num_classes, label_smoothing)
     if labels.is_cuda:
         out = torch.empty((n, num_classes), dtype=torch.float32, device=labels.device)
         if n == 0:
             return out
-        torch._assert_async(((labels >= 0) & (labels < num_classes)).all(), "label outside [0, num_classes)")
+        if not checked:
+            torch._assert_async(((labels >= 0) & (labels < num_classes)).all(), "label outside [0, num_classes)")
         from . import kernels
 
         dp = params.on(labels.device)
-        kernels.launch_mix_targets(
-            labels,
-            dp.lam,
-            dp.perm,
-            num_classes,
-            on,
-            off,
-            out,
-        )
+        kernels.launch_mix_targets(labels, dp.lam, dp.perm, num_classes, on, off, out)
         return out
-    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+    if not checked and n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)].tolist()
         raise ValueError(f"labels must be in [0, {num_classes}); got {bad[:10]}")
     return cpu.mix_targets_cpu(labels, params.lam, params.perm, num_classes, on, off)

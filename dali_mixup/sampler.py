@@ -82,15 +82,15 @@ class MixupParams:
         return self
 
     def on(self, device: torch.device) -> "MixupParams":
-        """These params with their tensors on ``device``: copied once from pinned memory,
-        queued on the current CUDA stream (from pageable memory the host would wait for the
-        stream to drain), and cached, so the image and target kernels of a batch share one copy."""
+        """These params with their tensors on ``device``: one host-to-device copy (see
+        ``to_device``), queued on the current CUDA stream, and cached, so the image and target
+        kernels of a batch share it."""
         device = torch.device(device)
         if self.lam.device == device:
             return self
         cache = self.__dict__.setdefault("_on_device", {})
         if device not in cache:
-            moved = [t.pin_memory().to(device, non_blocking=True) for t in (self.lam, self.perm, self.boxes, self.cutmix)]
+            moved = to_device(device, self.lam, self.perm, self.boxes, self.cutmix)
             cache[device] = MixupParams._trusted(*moved, image_size=self.image_size)
         return cache[device]
 
@@ -107,6 +107,33 @@ class MixupParams:
     def identity(cls, batch_size: int) -> "MixupParams":
         """λ = 1 and perm = identity: the batch unchanged."""
         return cls(torch.ones(batch_size, dtype=torch.float32), torch.arange(batch_size, dtype=torch.int64))
+
+
+_ALIGN = 8  # bytes: every tensor in the staging buffer starts where an int64 may
+
+
+def to_device(device, *tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """CPU tensors on ``device`` in one host-to-device copy.
+
+    The tensors are packed into one staging buffer (pinned when ``device`` is CUDA, so the copy
+    is queued on the current stream instead of waited for; torch's pinned-memory cache keeps the
+    buffer until the copy has run) at 8-byte aligned offsets, copied once, and returned as views
+    of the one device buffer, with their dtypes and shapes. A batch's λ, partners, boxes and
+    labels are a few hundred bytes: the cost of moving them is the number of copies, not their
+    size.
+    """
+    device = torch.device(device)
+    offsets, total = [], 0
+    for t in tensors:
+        offsets.append(total)
+        total += -(-t.numel() * t.element_size() // _ALIGN) * _ALIGN
+    staging = torch.empty(total, dtype=torch.uint8, pin_memory=device.type == "cuda")
+    for t, off in zip(tensors, offsets):
+        staging[off : off + t.numel() * t.element_size()].view(t.dtype).copy_(t.reshape(-1))
+    moved = staging.to(device, non_blocking=True)
+    return tuple(
+        moved[off : off + t.numel() * t.element_size()].view(t.dtype).view(t.shape) for t, off in zip(tensors, offsets)
+    )
 
 
 def _check_image_size(value, what: str) -> Optional[Tuple[int, int]]:

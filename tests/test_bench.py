@@ -52,7 +52,7 @@ def check_schema(d):
     assert "gpu" in meta and (meta["gpu"] is None or {"name", "driver"} <= set(meta["gpu"]))
     assert {"before", "after"} <= set(meta["load_average"]) and "cpu_busy_before" in meta
     for opt in ("data", "images", "batch_size", "image_size", "epochs", "warmup", "quick", "device", "workers",
-                "out", "cutmix", "peers", "alpha", "seed"):
+                "out", "cutmix", "peers", "alpha", "seed", "min_seconds", "min_seconds_resolved"):
         assert opt in d["options"], opt
     assert d["dataset"]["num_classes"] >= 1
     assert d["baseline"] == "torchvision"
@@ -64,7 +64,11 @@ def check_schema(d):
             assert s["min"] <= s["median"] <= s["max"] and s["median"] > 0 and s["spread_pct"] >= 0
             assert len(r["epochs"]) == d["options"]["epochs"]
             for e in r["epochs"]:
-                assert e["images"] > 0 and e["seconds"] > 0 and e["batches"] >= 1
+                assert e["images"] > 0 and e["seconds"] > 0 and e["batches"] >= 1 and e["epochs"] >= 1
+                assert e["seconds"] >= d["options"]["min_seconds_resolved"]
+        if r["name"] == "ours" and r["status"] == "ok":  # the iterator's host time per batch
+            h = r["host_ms_per_batch"]
+            assert h["dali"] > 0 and h["mix"] > 0 and h["batch"] >= h["dali"] + h["mix"] - 1e-6
     for c in d["targets"]:
         assert {"row", "against", "target_ratio", "ratio", "met"} <= set(c)
 
@@ -80,7 +84,8 @@ def test_add_arguments_is_cheap_and_has_the_options():
 
 
 @pytest.mark.parametrize("argv", [["--batch-size", "0"], ["--images", "x"], ["--peers", "ours,nope"],
-                                  ["--device", "tpu"], ["--warmup", "-1"], ["--cutmix", "0"]])
+                                  ["--device", "tpu"], ["--warmup", "-1"], ["--cutmix", "0"],
+                                  ["--min-seconds", "-1"], ["--min-seconds", "nan"], ["--alpha", "inf"]])
 def test_bad_option_values_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["bench", *argv])
@@ -225,3 +230,20 @@ def test_hardware_slug():
     meta["gpu"] = None
     assert bench.hardware_slug(meta).endswith("-16c-nogpu")
     assert os.sep not in bench.hardware_slug(meta)
+
+
+def test_min_seconds_runs_whole_epochs_until_the_time_has_passed(folder, tmp_path, capsys):
+    rc, out, err = _run(["--data", str(folder), *TINY, "--epochs", "1", "--device", "cpu", "--no-plot",
+                         "--peers", "ours,dali", "--min-seconds", "0.5", "--out", str(tmp_path)], capsys)
+    assert rc == 0, err
+    _, d = _result(tmp_path)
+    check_schema(d)
+    assert d["options"]["min_seconds_resolved"] == 0.5
+    for r in d["rows"]:
+        (e,) = r["epochs"]
+        assert e["seconds"] >= 0.5 and e["epochs"] >= 2 and e["images"] == 12 * e["epochs"]  # whole epochs
+    assert "ms per batch; host time in DALI's next" in out
+
+
+def test_min_seconds_default_is_per_device():
+    assert bench.MIN_SECONDS["cpu"] == 0 and bench.MIN_SECONDS["gpu"] > 0

@@ -240,3 +240,11 @@ def test_mixup_can_be_switched_off_between_epochs(root):
         assert torch.equal(b[0]["label"], torch.nn.functional.one_hot(b[0]["label_index"], N).float())
     with pytest.raises(TypeError, match="MixupConfig"):
         ld.mixup = {"alpha": 1.0}
+
+
+def test_host_seconds_count_every_batch(root):
+    ld = loader(root, mixup=MixupConfig(alpha=0.4), seed=3)
+    batches = sum(1 for _ in ld)
+    t = ld.host_seconds
+    assert t["batches"] == batches == len(ld)
+    assert t["dali"] > 0 and t["mix"] > 0
