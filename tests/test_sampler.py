@@ -158,14 +158,16 @@ def test_to_device_packs_tensors_into_one_buffer_with_their_dtypes_and_shapes():
     p = MixupSampler(MixupConfig(alpha=1.0, cutmix_alpha=1.0, mode="elem"), 3).sample(7, image_size=(9, 11))
     labels = torch.arange(7, dtype=torch.int64) * 3
     odd = torch.tensor([1, 2, 3], dtype=torch.uint8)  # 3 bytes: the next tensor must still start aligned
-    given = (odd, labels, p.lam, p.perm, p.boxes, p.cutmix, torch.zeros(0, dtype=torch.int64))
+    strided = torch.arange(6, dtype=torch.int32).view(2, 3).t()  # a non-contiguous input arrives dense
+    given = (odd, labels, p.lam, p.perm, p.boxes, p.cutmix, torch.zeros(0, dtype=torch.int64), strided,
+             torch.tensor([1.5, -2.0], dtype=torch.bfloat16))
     moved = to_device("cpu", *given)
     assert len(moved) == len(given)
     base = moved[0].untyped_storage().data_ptr()
     for a, b in zip(moved, given):
         assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
         assert a.untyped_storage().data_ptr() == base  # one buffer, one copy
-        assert (a.data_ptr() - base) % 8 == 0
+        assert (a.data_ptr() - base) % 8 == 0 and a.is_contiguous()
     moved[1][0] = 99  # views of a new buffer, not of the inputs
     assert labels[0] == 0
     assert to_device("cpu") == ()
