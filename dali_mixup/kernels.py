@@ -28,8 +28,10 @@ __device__ __forceinline__ float dm_load(unsigned short v) {  /* float16 bits */
 __device__ __forceinline__ float dm_load(short v) {  /* bfloat16 bits */
     return __uint_as_float(((unsigned int)(unsigned short)v) << 16);
 }
-#define DM_PACK 8  /* elements per thread in the packed kernel */
-template <typename T> struct __align__(sizeof(T) * DM_PACK) dm_pack { T v[DM_PACK]; };
+/* elements per thread in the packed kernel, from the input's element size: 16 bytes of each
+   input sample at least (16 uint8, 8 float16/bfloat16/float32); pack_width in Python */
+#define DM_PACK_WIDTH(T) (sizeof(T) == 1 ? 16 : 8)
+template <typename T, int N> struct __align__(sizeof(T) * N) dm_pack { T v[N]; };
 __device__ __forceinline__ void dm_store(float y, unsigned char& o) {
     o = (unsigned char)fminf(fmaxf(rintf(y), 0.0f), 255.0f);
 }
@@ -63,31 +65,41 @@ dm_store(y, out);
 MIX_IMAGES_PARAMS = "raw T x, raw float32 lam, raw int64 perm, int64 sample_size"
 MIX_IMAGES_OUT = "U out"
 
-# The same operation, DM_PACK (8) consecutive elements per thread with aligned vector loads and
-# stores: i is a pack index, a sample is sample_packs packs (its size a multiple of 8, the
-# buffers aligned to 8 elements; mix_images checks both and otherwise uses MIX_IMAGES_OP). One
-# division and one λ/partner lookup per 8 elements, 16-32 byte memory transactions: this is what
-# brings the kernel near copy bandwidth. Element for element the arithmetic is MIX_IMAGES_OP's.
+# The same operation, P = DM_PACK_WIDTH(T) consecutive elements per thread with aligned vector
+# loads and stores: 16 for 1-byte inputs (uint8), 8 for the others, so that a thread reads at
+# least 16 bytes of each sample (8-wide uint8 reached only 63-91 % of copy bandwidth on an
+# H100). i is a pack index, a sample is sample_packs packs (its size a multiple of P, both
+# buffers aligned to P of their own elements: packable checks this, and where it fails
+# launch_mix_images uses MIX_IMAGES_OP). One division and one λ/partner lookup per P elements,
+# 16-32 byte loads: this is what brings the kernel near copy bandwidth. Element for element the
+# arithmetic is MIX_IMAGES_OP's.
 MIX_IMAGES_PACKED_OP = r"""
+constexpr int P = DM_PACK_WIDTH(T);
 const long long n = (long long)i / sample_packs;
 const float l = lam[n];
-const dm_pack<T> a = reinterpret_cast<const dm_pack<T>*>(&x[0])[i];
-dm_pack<U> o;
+const dm_pack<T, P> a = reinterpret_cast<const dm_pack<T, P>*>(&x[0])[i];
+dm_pack<U, P> o;
 if (l == 1.0f) {
 #pragma unroll
-    for (int k = 0; k < DM_PACK; ++k) dm_store(dm_load(a.v[k]), o.v[k]);
+    for (int k = 0; k < P; ++k) dm_store(dm_load(a.v[k]), o.v[k]);
 } else {
     const float m = 1.0f - l;
-    const dm_pack<T> b = reinterpret_cast<const dm_pack<T>*>(&x[0])[perm[n] * sample_packs + ((long long)i - n * sample_packs)];
+    const dm_pack<T, P> b = reinterpret_cast<const dm_pack<T, P>*>(&x[0])[perm[n] * sample_packs + ((long long)i - n * sample_packs)];
 #pragma unroll
-    for (int k = 0; k < DM_PACK; ++k) dm_store(__fmaf_rn(m, dm_load(b.v[k]), __fmul_rn(l, dm_load(a.v[k]))), o.v[k]);
+    for (int k = 0; k < P; ++k) dm_store(__fmaf_rn(m, dm_load(b.v[k]), __fmul_rn(l, dm_load(a.v[k]))), o.v[k]);
 }
-reinterpret_cast<dm_pack<U>*>(&out[0])[i] = o;
+reinterpret_cast<dm_pack<U, P>*>(&out[0])[i] = o;
 """
 
 MIX_IMAGES_PACKED_PARAMS = "raw T x, raw float32 lam, raw int64 perm, int64 sample_packs"
 MIX_IMAGES_PACKED_OUT = "raw U out"
-PACK = 8  # DM_PACK
+
+
+def pack_width(element_size: int) -> int:
+    """Elements per thread of the packed kernel for input elements of ``element_size`` bytes:
+    DM_PACK_WIDTH in MIX_PREAMBLE (16 for uint8, 8 for the 2- and 4-byte types)."""
+    return 16 if element_size == 1 else 8
+
 
 # Mixup and CutMix in one pass, chosen per sample by cut[n]. A sample is seen in memory order as
 # (outer, height, width, inner): NCHW is (C, H, W, 1), NHWC is (1, H, W, C). A CutMix sample
@@ -210,11 +222,13 @@ def _on_torch_stream(device):
 
 
 def packable(x_flat, out_flat, sample_size: int) -> bool:
-    """Whether the packed kernel applies: whole packs per sample, both buffers pack-aligned."""
+    """Whether the packed kernel applies: whole packs (``pack_width`` of x's element size) per
+    sample, and each buffer aligned to a pack of its own elements (out's may be wider than x's)."""
+    pack = pack_width(x_flat.element_size())
     return (
-        sample_size % PACK == 0
-        and x_flat.data_ptr() % (PACK * x_flat.element_size()) == 0
-        and out_flat.data_ptr() % (PACK * out_flat.element_size()) == 0
+        sample_size % pack == 0
+        and x_flat.data_ptr() % (pack * x_flat.element_size()) == 0
+        and out_flat.data_ptr() % (pack * out_flat.element_size()) == 0
     )
 
 
@@ -225,7 +239,8 @@ def launch_mix_images(x_flat, lam, perm, sample_size: int, out_flat) -> None:
     with _on_torch_stream(x_flat.device):
         args = (_cupy_view(x_flat), _cupy_view(lam), _cupy_view(perm))
         if packable(x_flat, out_flat, sample_size):
-            _mix_images_packed_kernel()(*args, sample_size // PACK, _cupy_view(out_flat), size=x_flat.numel() // PACK)
+            pack = pack_width(x_flat.element_size())
+            _mix_images_packed_kernel()(*args, sample_size // pack, _cupy_view(out_flat), size=x_flat.numel() // pack)
         else:
             _mix_images_kernel()(*args, sample_size, _cupy_view(out_flat))
 

@@ -101,8 +101,9 @@ def target_kernel_source(label_ctype="long long"):
     )
 
 
-def nvrtc_compile(source: str, arch: str, name: str = "kernel.cu") -> bytes:
-    """Compile with NVRTC for ``arch`` (e.g. 'sm_90'); returns the cubin; raises with the log."""
+def nvrtc_compile(source: str, arch: str, name: str = "kernel.cu", ptx: bool = False) -> bytes:
+    """Compile with NVRTC for ``arch`` (e.g. 'sm_90'); returns the cubin (or, with ``ptx``, the
+    PTX text); raises with the log."""
     from cuda.bindings import nvrtc
 
     def check(res):
@@ -127,10 +128,11 @@ def nvrtc_compile(source: str, arch: str, name: str = "kernel.cu") -> bytes:
     nvrtc.nvrtcGetProgramLog(prog, log)
     if res[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
         raise RuntimeError(f"NVRTC failed for {arch}:\n{log.decode(errors='replace')}\n--- source ---\n{source}")
-    (size,) = check(nvrtc.nvrtcGetCUBINSize(prog))
-    cubin = _out_buffer(size)
-    check(nvrtc.nvrtcGetCUBIN(prog, cubin))
-    return cubin[:size]
+    get_size, get = (nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX) if ptx else (nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN)
+    (size,) = check(get_size(prog))
+    code = _out_buffer(size)
+    check(get(prog, code))
+    return code[:size]
 
 
 def _out_buffer(size: int) -> bytes:

@@ -98,12 +98,12 @@ def test_wrong_targets_are_caught(capsys, monkeypatch):
     """Soft targets that lose mass (a known bug elsewhere) fail the train + mixup check."""
     from dali_mixup import iterator
 
-    real = iterator.mix_targets
+    real = iterator._targets  # what the iterator computes its soft targets with
 
-    def lossy(labels, params, num_classes, label_smoothing=0.0):
-        return real(labels, params, num_classes, label_smoothing) * 0.99
+    def lossy(labels, params, num_classes, label_smoothing, checked):
+        return real(labels, params, num_classes, label_smoothing, checked) * 0.99
 
-    monkeypatch.setattr(iterator, "mix_targets", lossy)
+    monkeypatch.setattr(iterator, "_targets", lossy)
     rc, out, err = run_doctor(capsys, "--device", "cpu")
     assert rc == 1
     assert any(line.startswith("doctor: problem: train + mixup: batch 0: target rows sum to") for line in err.splitlines()), err

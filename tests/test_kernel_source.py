@@ -2,7 +2,9 @@
 own headers, the way ElementwiseKernel wraps the operation), and the same operation compiled
 as host C++ and run against the CPU twin, bit for bit."""
 
+import contextlib
 import ctypes
+import re
 
 import numpy as np
 import pytest
@@ -41,9 +43,27 @@ def test_nvrtc_compiles_every_kernel(arch):
     # the harness must not write into shared bytes objects (an empty NVRTC log once hit b" ")
     assert b" " == bytes([32]) and b" ".isspace()
     print(
-        f"NVRTC compiled {len(compiled)} mixup image kernels (scalar and packed), {len(compiled)} mixup/CutMix image "
-        f"kernels and 2 target kernels for {arch}"
+        f"NVRTC compiled {len(compiled)} mixup image kernels (scalar and packed: 16-wide for uint8 input, 8-wide "
+        f"otherwise), {len(compiled)} mixup/CutMix image kernels and 2 target kernels for {arch}"
     )
+
+
+@pytest.mark.skipif(_nvrtc_reason() is not None, reason=str(_nvrtc_reason()))
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nvrtc_packed_kernel_reads_x_in_128_bit_loads(arch):
+    """The point of the pack width: x is read only by 128-bit vector loads (a 16-wide uint8 pack
+    is one ld.global.v4.u32, an 8-wide one was a 64-bit v2), out written only by vector stores;
+    the scalar loads are λ (f32) and the partner index (u64), one of each per pack."""
+    for a in DT:
+        for b in DT:
+            src = h.image_kernel_source(a, b, "mix_images_packed")
+            ptx = h.nvrtc_compile(src, arch, f"packed_{a}_{b}.cu", ptx=True).decode(errors="replace")
+            loads = re.findall(r"\bld\.global(?:\.nc)?\.([\w.]+)", ptx)
+            stores = re.findall(r"\bst\.global\.([\w.]+)", ptx)
+            scalar = [t for t in loads if not re.fullmatch(r"v4\.[bfsu]32", t)]
+            assert len(scalar) < len(loads) and sorted(set(scalar)) == ["f32", "u64"], (a, b, arch, loads)
+            assert scalar.count("f32") == scalar.count("u64"), (a, b, arch, loads)
+            assert stores and all(t.startswith(("v2.", "v4.")) for t in stores), (a, b, arch, stores)
 
 
 def test_nvrtc_rejects_broken_source():
@@ -93,10 +113,11 @@ def _host_case(a, b, shape, seed):
     return x, params, mix_images(x, params, dtype=TORCH[b])
 
 
-def _run_host(host_lib, entry, x, params, out_dtype, pack):
-    """Call ``entry`` (one element or one pack of ``pack`` per index) and return its output."""
+def _run_host(host_lib, entry, x, params, out_dtype, pack, out=None):
+    """Call ``entry`` (one element or one pack of ``pack`` per index) and return its output
+    (``out`` where given)."""
     xs = x.view(torch.int16) if x.dtype == torch.bfloat16 else x
-    got = torch.empty_like(x, dtype=out_dtype)
+    got = torch.empty_like(x, dtype=out_dtype) if out is None else out
     gs = got.view(torch.int16) if out_dtype == torch.bfloat16 else got
     n = x.shape[0]
     getattr(host_lib, entry)(
@@ -115,13 +136,77 @@ def test_host_compiled_kernel_equals_cpu_twin(host_lib, a, b, shape):
     assert torch.equal(got.view(-1).view(torch.uint8), want.view(-1).view(torch.uint8)), (a, b)
 
 
+def _pack(a):
+    return kernels.pack_width(TORCH[a].itemsize)
+
+
+def test_pack_width_per_input_dtype(host_lib):
+    """16 elements (16 bytes) per thread for uint8 input, 8 for the wider types, whatever the output;
+    the width the host-compiled packed operation really uses (the elements one pack index writes)
+    is the one the launcher divides by."""
+    assert {a: _pack(a) for a in DT} == {"uint8": 16, "float16": 8, "bfloat16": 8, "float32": 8}
+    for a in DT:
+        for b in DT:
+            x = torch.zeros(1, 64, dtype=TORCH[a])  # one sample, one pack index of the op
+            got = torch.full((1, 64), 7, dtype=TORCH[b])
+            _run_host(host_lib, f"mixp_{a}_{b}", x, MixupParams([1.0], [0]), TORCH[b], pack=64, out=got)
+            assert int((got != 7).sum()) == _pack(a), (a, b)
+
+
 @pytest.mark.parametrize("a", DT)
 @pytest.mark.parametrize("b", DT)
-@pytest.mark.parametrize("shape", [(7, 3, 8, 16), (2, 8), (5, 8 * 37)])
-def test_host_compiled_packed_kernel_equals_cpu_twin(host_lib, a, b, shape):
-    x, params, want = _host_case(a, b, shape, seed=sum(shape) + 1)
-    got = _run_host(host_lib, f"mixp_{a}_{b}", x, params, TORCH[b], pack=kernels.PACK)
+@pytest.mark.parametrize("n, packs", [(7, 3 * 8), (2, 1), (5, 37)])
+def test_host_compiled_packed_kernel_equals_cpu_twin(host_lib, a, b, n, packs):
+    x, params, want = _host_case(a, b, (n, packs * _pack(a)), seed=n + packs + 1)
+    got = _run_host(host_lib, f"mixp_{a}_{b}", x, params, TORCH[b], pack=_pack(a))
     assert torch.equal(got.view(-1).view(torch.uint8), want.view(-1).view(torch.uint8)), (a, b)
+
+
+def _at(numel, dtype, offset):
+    """A dense 1-D tensor of ``numel`` elements, ``offset`` elements past a 128-byte boundary."""
+    buf = torch.empty(numel + offset + 128, dtype=dtype)
+    start = (-buf.data_ptr()) % 128 // buf.element_size() + offset
+    return buf[start : start + numel]
+
+
+@pytest.mark.parametrize("a", DT)
+@pytest.mark.parametrize("b", DT)
+@pytest.mark.parametrize(
+    "sample, x_offset, out_offset",
+    [(48, 0, 0), (24, 0, 0), (5, 0, 0), (48, 1, 0), (48, 0, 1), (48, 0, 8), (48, 16, 16)],
+)
+def test_launcher_picks_packed_or_scalar_kernel(monkeypatch, host_lib, a, b, sample, x_offset, out_offset):
+    """launch_mix_images with the host-compiled operations standing in for the CuPy kernels: the
+    packed kernel for whole packs in pack-aligned buffers (16 uint8 or 8 wider elements, each
+    buffer aligned to a pack of its own elements), the scalar one for odd sizes and misaligned
+    buffers; either way bit for bit the CPU twin."""
+    n = 6
+    x0, params, want = _host_case(a, b, (n, sample), seed=sample)
+    x = _at(x0.numel(), x0.dtype, x_offset).copy_(x0.view(-1))
+    out = _at(x0.numel(), TORCH[b], out_offset)
+    ran = []
+
+    def host_kernel(entry):
+        def launch(xs, lam, perm, per_sample, outs, size=None):  # CuPy's size: out's, or given
+            ran.append((entry, per_sample, size))
+            getattr(host_lib, f"{entry}_{a}_{b}")(
+                _ptr(xs), _ptr(lam), _ptr(perm), ctypes.c_longlong(per_sample), _ptr(outs),
+                ctypes.c_longlong(outs.numel() if size is None else size),
+            )
+        return lambda: launch
+
+    monkeypatch.setattr(kernels, "_on_torch_stream", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(kernels, "_cupy_view", lambda t: t)
+    monkeypatch.setattr(kernels, "_mix_images_kernel", host_kernel("mix"))
+    monkeypatch.setattr(kernels, "_mix_images_packed_kernel", host_kernel("mixp"))
+    kernels.launch_mix_images(x, params.lam, params.perm, sample, out)
+
+    pack = _pack(a)
+    if sample % pack == 0 and x_offset % pack == 0 and out_offset % pack == 0:
+        assert ran == [("mixp", sample // pack, n * sample // pack)], (a, b)
+    else:
+        assert ran == [("mix", sample, None)], (a, b)
+    assert torch.equal(out.view(torch.uint8), want.reshape(-1).view(torch.uint8)), (a, b)
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
