@@ -190,34 +190,50 @@ def _mix_targets_kernel():
     return cupy.ElementwiseKernel(MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP, name="dali_mixup_mix_targets")
 
 
-def _cupy_view(t):
-    """Zero-copy CuPy view of a CUDA torch tensor. The 16-bit floats travel as their bits:
-    float16 as uint16, bfloat16 as int16 (CuPy's float16 class defeats vector loads, and CuPy
-    has no bfloat16); the kernels convert with the round-to-nearest-even intrinsics."""
-    import cupy
-    import torch
+#: the CuPy dtype each torch dtype travels as: the 16-bit floats as their bits, float16 as uint16
+#: and bfloat16 as int16 (CuPy's float16 class defeats vector loads, and CuPy has no bfloat16);
+#: the kernels convert with the round-to-nearest-even intrinsics
+_CUPY_DTYPE_NAMES = {
+    "torch.uint8": "uint8", "torch.bool": "uint8", "torch.int16": "int16", "torch.float16": "uint16",
+    "torch.bfloat16": "int16", "torch.float32": "float32", "torch.int32": "int32", "torch.int64": "int64",
+}
 
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    elif t.dtype == torch.float16:
-        t = t.view(torch.uint16)
-    return cupy.from_dlpack(t)
+
+def _cupy_view(t):
+    """Zero-copy CuPy view of a dense 1-D CUDA torch tensor, built from its pointer: CuPy memory
+    it does not own, holding a reference to ``t`` so the buffer outlives the view. No DLPack
+    exchange: torch's ``__dlpack__`` runs a stream handshake in Python for every tensor, and the
+    kernels are launched on torch's current stream (``_on_torch_stream``), which is already
+    ordered after whatever produced ``t``."""
+    import cupy
+
+    if t.dim() != 1 or (t.numel() > 1 and t.stride(0) != 1):
+        raise ValueError(f"_cupy_view needs a dense 1-D tensor, got shape {tuple(t.shape)} strides {t.stride()}")
+    n = t.numel()
+    mem = cupy.cuda.UnownedMemory(t.data_ptr(), n * t.element_size(), t, t.device.index)
+    return cupy.ndarray((n,), _CUPY_DTYPE_NAMES[str(t.dtype)], cupy.cuda.MemoryPointer(mem, 0))
+
+
+_EXTERNAL_STREAMS: dict = {}  # (device index, stream pointer) -> cupy.cuda.ExternalStream
 
 
 def _on_torch_stream(device):
-    """CuPy device + stream context matching torch's current stream on ``device``."""
+    """CuPy device + stream context matching torch's current stream on ``device``. The CuPy
+    wrapper of each torch stream is made once and kept (it is only the pointer)."""
     import contextlib
 
     import cupy
     import torch
 
-    stream = torch.cuda.current_stream(device)
+    key = (device.index, torch.cuda.current_stream(device).cuda_stream)
+    stream = _EXTERNAL_STREAMS.get(key)
+    if stream is None:
+        if len(_EXTERNAL_STREAMS) > 64:  # streams made and dropped in a loop: keep the table small
+            _EXTERNAL_STREAMS.clear()
+        stream = _EXTERNAL_STREAMS[key] = cupy.cuda.ExternalStream(key[1], device.index)
     ctx = contextlib.ExitStack()
     ctx.enter_context(cupy.cuda.Device(device.index))
-    if hasattr(cupy.cuda.Stream, "from_external") and hasattr(stream, "__cuda_stream__"):
-        ctx.enter_context(cupy.cuda.Stream.from_external(stream))
-    else:  # older CuPy or torch without the CUDA stream protocol
-        ctx.enter_context(cupy.cuda.ExternalStream(stream.cuda_stream, device.index))
+    ctx.enter_context(stream)
     return ctx
 
 

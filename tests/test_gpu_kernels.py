@@ -74,6 +74,24 @@ def test_runs_on_torch_current_stream_and_writes_out_in_place():
     torch.testing.assert_close(y.cpu(), mix_images(x.cpu(), params), rtol=1e-6, atol=1e-6)
 
 
+def test_cached_cupy_streams_follow_torchs_current_stream():
+    from dali_mixup import kernels
+
+    x = images((8, 3, 32, 32), torch.uint8, device="cuda")
+    params = MixupSampler(MixupConfig(alpha=1.0, mode="elem"), 4).sample(8)
+    want = mix_images(x.cpu(), params)
+    side = [torch.cuda.Stream(), torch.cuda.Stream()]
+    for k in range(6):  # default, side 0, default, side 1, ...: each launch on the stream in force
+        s = torch.cuda.default_stream() if k % 2 == 0 else side[k // 2 % 2]
+        with torch.cuda.stream(s):
+            s.wait_stream(torch.cuda.default_stream())
+            got = mix_images(x, params)
+            key = (x.device.index, torch.cuda.current_stream().cuda_stream)
+        s.synchronize()
+        assert torch.equal(got.cpu(), want), k
+        assert kernels._EXTERNAL_STREAMS[key].ptr == s.cuda_stream
+
+
 def test_cuda_alias_is_refused():
     x = images((4, 3, 8, 8), torch.float32, device="cuda")
     with pytest.raises(ValueError, match="alias"):

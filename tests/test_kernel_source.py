@@ -274,3 +274,51 @@ def test_host_compiled_cutmix_kernel_equals_cpu_twin(host_lib, a, b, shape, layo
     )
     want_flat = _memory_order_view(want)
     assert torch.equal(got.view(torch.uint8), want_flat.view(torch.uint8)), (a, b)
+
+
+# ---------------------------------------------------------------- CuPy views from pointers
+
+
+class _PosingAsCuda:
+    """A CPU tensor posing as a CUDA one on device 0: ``_cupy_view`` reads only its pointer and
+    metadata, and building a CuPy array over a pointer makes no CUDA call, so this runs here."""
+
+    device = torch.device("cuda", 0)
+
+    def __init__(self, t):
+        self._t = t
+
+    def __getattr__(self, name):
+        return getattr(self._t, name)
+
+
+@pytest.mark.parametrize("dtype, cupy_dtype", [
+    (torch.uint8, "uint8"), (torch.bool, "uint8"), (torch.float16, "uint16"), (torch.bfloat16, "int16"),
+    (torch.float32, "float32"), (torch.int32, "int32"), (torch.int64, "int64"),
+])
+def test_cupy_view_is_the_tensors_memory_and_keeps_it_alive(dtype, cupy_dtype):
+    import gc
+    import weakref
+
+    pytest.importorskip("cupy")
+    t = torch.zeros(37, dtype=dtype)
+    ptr, nbytes = t.data_ptr(), t.numel() * t.element_size()
+    v = kernels._cupy_view(_PosingAsCuda(t))
+    assert v.data.ptr == ptr and v.shape == (37,) and str(v.dtype) == cupy_dtype and v.nbytes == nbytes
+    assert v.data.device_id == 0 and v.flags.c_contiguous
+    alive = weakref.ref(t)
+    del t
+    gc.collect()
+    assert alive() is not None  # the view holds the tensor
+    del v
+    gc.collect()
+    assert alive() is None
+
+
+def test_cupy_view_refuses_strided_and_multi_dim_tensors():
+    pytest.importorskip("cupy")
+    with pytest.raises(ValueError, match="dense 1-D"):
+        kernels._cupy_view(_PosingAsCuda(torch.zeros(8)[::2]))
+    with pytest.raises(ValueError, match="dense 1-D"):
+        kernels._cupy_view(_PosingAsCuda(torch.zeros(2, 3)))
+    assert kernels._cupy_view(_PosingAsCuda(torch.zeros(8)[3:4])).shape == (1,)
