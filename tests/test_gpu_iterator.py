@@ -60,6 +60,27 @@ def test_handed_out_tensors_stay_valid(root):
     assert torch.equal(first["data"], snapshot)
 
 
+def test_kernels_queued_late_still_read_the_batch_dali_produced(root):
+    """The mixing kernel is queued on torch's stream and reads DALI's output buffer in place;
+    the iterator drops its handle on that buffer as soon as the kernel is queued. DALI must not
+    reuse the buffer before the queued kernel has run: a ~30 ms GPU sleep queued on torch's
+    stream after every batch holds each next kernel back while DALI runs ahead on its own."""
+    cfg = MixupConfig(alpha=1.0, mode="elem")
+    plain = [(b[0]["data"].cpu(), b[0]["label_index"].cpu())
+             for b in gpu_loader(root, mixup=None, seed=5, prefetch_queue_depth=2)]
+    got = []
+    for b in gpu_loader(root, mixup=cfg, seed=5, prefetch_queue_depth=2):
+        got.append(b[0])
+        torch.cuda._sleep(50_000_000)
+    torch.cuda.synchronize()
+    assert len(got) == len(plain) > 2
+    for k, (m, (x, labels)) in enumerate(zip(got, plain)):
+        params = MixupParams(m["lam"], m["perm"])
+        assert torch.equal(m["label_index"].cpu(), labels), k
+        assert torch.equal(m["data"].cpu(), mix_images(x, params)), k
+        assert torch.equal(m["label"].cpu(), mix_targets(labels, params, N)), k
+
+
 def test_zero_copy_one_output_allocation_per_batch(root):
     """The kernel reads DALI's buffer in place: torch allocates only the mixed batch (and the
     small targets), not a copy of DALI's output as well."""
