@@ -122,3 +122,15 @@ def test_cuda_cutmix_equals_cpu_twin(in_dtype, out_dtype, shape, layout, cl):
     assert got.is_cuda and got.stride() == want.stride()
     got = got.cpu()
     assert torch.equal(got.reshape(-1).view(torch.uint8), want.reshape(-1).view(torch.uint8))
+
+
+def test_to_device_on_cuda_is_queued_and_exact():
+    from dali_mixup.sampler import to_device
+
+    p = MixupSampler(MixupConfig(alpha=0.4, cutmix_alpha=1.0), 5).sample(33, image_size=(16, 16))
+    labels = torch.randint(0, 1000, (33,))
+    moved = to_device("cuda", labels, p.lam, p.perm, p.boxes, p.cutmix)
+    for a, b in zip(moved, (labels, p.lam, p.perm, p.boxes, p.cutmix)):
+        assert a.is_cuda and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.cpu(), b)
+    d = p.on("cuda")
+    assert d is p.on("cuda") and torch.equal(d.boxes.cpu(), p.boxes) and torch.equal(d.cutmix.cpu(), p.cutmix)

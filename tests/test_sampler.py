@@ -171,18 +171,3 @@ def test_to_device_packs_tensors_into_one_buffer_with_their_dtypes_and_shapes():
     moved[1][0] = 99  # views of a new buffer, not of the inputs
     assert labels[0] == 0
     assert to_device("cpu") == ()
-
-
-@pytest.mark.gpu
-def test_to_device_on_cuda_is_queued_and_exact():
-    from dali_mixup.sampler import to_device
-
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    p = MixupSampler(MixupConfig(alpha=0.4, cutmix_alpha=1.0), 5).sample(33, image_size=(16, 16))
-    labels = torch.randint(0, 1000, (33,))
-    moved = to_device("cuda", labels, p.lam, p.perm, p.boxes, p.cutmix)
-    for a, b in zip(moved, (labels, p.lam, p.perm, p.boxes, p.cutmix)):
-        assert a.is_cuda and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.cpu(), b)
-    d = p.on("cuda")
-    assert d is p.on("cuda") and torch.equal(d.boxes.cpu(), p.boxes) and torch.equal(d.cutmix.cpu(), p.cutmix)
