@@ -32,6 +32,8 @@ __device__ __forceinline__ float dm_load(short v) {  /* bfloat16 bits */
    input sample at least (16 uint8, 8 float16/bfloat16/float32); pack_width in Python */
 #define DM_PACK_WIDTH(T) (sizeof(T) == 1 ? 16 : 8)
 template <typename T, int N> struct __align__(sizeof(T) * N) dm_pack { T v[N]; };
+/* v clamped to [0, hi]: in the packed CutMix kernel, a box edge as an element index of a pack */
+__device__ __forceinline__ int dm_clamp(long long v, int hi) { return v < 0 ? 0 : v < hi ? (int)v : hi; }
 __device__ __forceinline__ void dm_store(float y, unsigned char& o) {
     o = (unsigned char)fminf(fmaxf(rintf(y), 0.0f), 255.0f);
 }
@@ -134,6 +136,64 @@ MIX_CUTMIX_IMAGES_PARAMS = (
     "int64 inner, int64 height, int64 width"
 )
 
+# The same operation, P = DM_PACK_WIDTH(T) consecutive elements of a sample per thread (i is a
+# pack index) with MIX_IMAGES_PACKED_OP's aligned vector loads and stores. Only for samples that
+# are (outer, height, width, 1) in memory order (inner == 1: NCHW) with width % P == 0, so that a
+# pack lies inside one image row: the row h and first column w0 come from two 32-bit divisions
+# per pack (row_packs = width / P packs a row), and element k is in the box iff
+# y0 <= h < y1 and x0 <= w0 + k < x1, that is k in [kb, ke) = [x0 - w0, x1 - w0) clamped to
+# [0, P]. The partner's pack is read only where it is used: by the packs of a CutMix sample that
+# touch its box (a box row and kb < ke), and by a mixup sample with λ != 1, which blends as
+# MIX_IMAGES_PACKED_OP. Element for element the results are MIX_CUTMIX_IMAGES_OP's (a CutMix
+# element is a copy, dm_store(dm_load(v))). launch_mix_cutmix_images checks these conditions and
+# packable's, and uses MIX_CUTMIX_IMAGES_OP where they fail.
+MIX_CUTMIX_IMAGES_PACKED_OP = r"""
+constexpr int P = DM_PACK_WIDTH(T);
+const long long n = (long long)i / sample_packs;
+const long long q = (long long)i - n * sample_packs;
+const bool c = cut[n];
+float l = 1.0f;
+int kb = 0, ke = 0;  /* CutMix: the pack's elements inside the box are [kb, ke) */
+bool partner;
+if (c) {
+    /* 32-bit division as in MIX_CUTMIX_IMAGES_OP: mix_images checks a sample has < 2^31 elements */
+    const unsigned int p = (unsigned int)q % (unsigned int)(height * row_packs);
+    const unsigned int h = p / (unsigned int)row_packs;
+    const long long w0 = (long long)(p - h * (unsigned int)row_packs) * P;
+    if ((long long)h >= boxes[4 * n] && (long long)h < boxes[4 * n + 1]) {
+        kb = dm_clamp(boxes[4 * n + 2] - w0, P);
+        ke = dm_clamp(boxes[4 * n + 3] - w0, P);
+    }
+    partner = kb < ke;
+} else {
+    l = lam[n];
+    partner = l != 1.0f;
+}
+const dm_pack<T, P>* xp = reinterpret_cast<const dm_pack<T, P>*>(&x[0]);
+const dm_pack<T, P> a = xp[i];
+dm_pack<U, P> o;
+if (!partner) {
+#pragma unroll
+    for (int k = 0; k < P; ++k) dm_store(dm_load(a.v[k]), o.v[k]);
+} else {
+    const dm_pack<T, P> b = xp[perm[n] * sample_packs + q];
+    if (c) {
+#pragma unroll
+        for (int k = 0; k < P; ++k) dm_store(dm_load(k >= kb && k < ke ? b.v[k] : a.v[k]), o.v[k]);
+    } else {
+        const float m = 1.0f - l;
+#pragma unroll
+        for (int k = 0; k < P; ++k) dm_store(__fmaf_rn(m, dm_load(b.v[k]), __fmul_rn(l, dm_load(a.v[k]))), o.v[k]);
+    }
+}
+reinterpret_cast<dm_pack<U, P>*>(&out[0])[i] = o;
+"""
+
+MIX_CUTMIX_IMAGES_PACKED_PARAMS = (
+    "raw T x, raw float32 lam, raw int64 perm, raw uint8 cut, raw int64 boxes, int64 sample_packs, "
+    "int64 height, int64 row_packs"
+)
+
 # One output element per (sample, class): the sample's own smoothed one-hot weighted by λ plus
 # its partner's weighted by 1 − λ. Rows sum to 1 when both share a class.
 MIX_TARGETS_OP = r"""
@@ -180,6 +240,16 @@ def _mix_cutmix_images_kernel():
         MIX_CUTMIX_IMAGES_OP,
         name="dali_mixup_mix_cutmix_images",
         preamble=MIX_PREAMBLE,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _mix_cutmix_images_packed_kernel():
+    import cupy
+
+    return cupy.ElementwiseKernel(
+        MIX_CUTMIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_CUTMIX_IMAGES_PACKED_OP,
+        name="dali_mixup_mix_cutmix_images_packed", preamble=MIX_PREAMBLE,
     )
 
 
@@ -262,26 +332,27 @@ def launch_mix_images(x_flat, lam, perm, sample_size: int, out_flat) -> None:
 
 
 def launch_mix_cutmix_images(x_flat, lam, perm, cut, boxes, grid, out_flat) -> None:
-    """Launch the mixup/CutMix image kernel on torch's current stream. ``cut``: (N,) bool,
-    ``boxes``: (N, 4) int64, ``grid``: (outer, H, W, inner), a sample in memory order; the
-    tensors are CUDA tensors on one device, ``x_flat``/``out_flat`` 1-D dense in memory order."""
+    """Launch the mixup/CutMix image kernel on torch's current stream: the packed one where a
+    pack lies inside one image row (``inner == 1``, W a multiple of the pack width) and
+    ``packable`` holds, the scalar one otherwise. ``cut``: (N,) bool, ``boxes``: (N, 4) int64,
+    ``grid``: (outer, H, W, inner), a sample in memory order; the tensors are CUDA tensors on one
+    device, ``x_flat``/``out_flat`` 1-D dense in memory order."""
     import torch
 
     _, height, width, inner = grid
     sample_size = x_flat.numel() // lam.numel()
+    pack = pack_width(x_flat.element_size())
     with _on_torch_stream(x_flat.device):
-        _mix_cutmix_images_kernel()(
-            _cupy_view(x_flat),
-            _cupy_view(lam),
-            _cupy_view(perm),
-            _cupy_view(cut.view(torch.uint8)),
+        args = (
+            _cupy_view(x_flat), _cupy_view(lam), _cupy_view(perm), _cupy_view(cut.view(torch.uint8)),
             _cupy_view(boxes.contiguous().view(-1)),
-            sample_size,
-            inner,
-            height,
-            width,
-            _cupy_view(out_flat),
         )
+        if inner == 1 and width % pack == 0 and packable(x_flat, out_flat, sample_size):
+            _mix_cutmix_images_packed_kernel()(
+                *args, sample_size // pack, height, width // pack, _cupy_view(out_flat), size=x_flat.numel() // pack
+            )
+        else:
+            _mix_cutmix_images_kernel()(*args, sample_size, inner, height, width, _cupy_view(out_flat))
 
 
 def launch_mix_targets(labels, lam, perm, num_classes: int, on_value, off_value, out) -> None:

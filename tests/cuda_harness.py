@@ -81,6 +81,9 @@ IMAGE_KERNELS = {
     "mix_images": (kernels.MIX_IMAGES_PARAMS, kernels.MIX_IMAGES_OUT, kernels.MIX_IMAGES_OP),
     "mix_images_packed": (kernels.MIX_IMAGES_PACKED_PARAMS, kernels.MIX_IMAGES_PACKED_OUT, kernels.MIX_IMAGES_PACKED_OP),
     "mix_cutmix_images": (kernels.MIX_CUTMIX_IMAGES_PARAMS, kernels.MIX_IMAGES_OUT, kernels.MIX_CUTMIX_IMAGES_OP),
+    "mix_cutmix_images_packed": (
+        kernels.MIX_CUTMIX_IMAGES_PACKED_PARAMS, kernels.MIX_IMAGES_PACKED_OUT, kernels.MIX_CUTMIX_IMAGES_PACKED_OP,
+    ),
 }
 
 
@@ -161,6 +164,11 @@ static inline __half __ushort_as_half(unsigned short u) { __half h; std::memcpy(
 static inline unsigned short __half_as_ushort(__half h) { unsigned short u; std::memcpy(&u, &h, 2); return u; }
 static inline float __half2float(__half h) { return (float)h; }
 static inline __half __float2half_rn(float f) { return (__half)f; }
+/* the partner table of the host-built packed CutMix op: counts the lookups (each one a partner pack read) */
+struct CountedReads {
+    const long long* p; long long* reads;
+    long long operator[](long long k) const { ++*reads; return p[k]; }
+};
 """
 
 
@@ -168,7 +176,10 @@ def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
     """The kernels' operations compiled as host C++ (g++ -ffp-contract=off), one entry per
     (in, out) dtype pair: ``mix_<in>_<out>(x, lam, perm, sample_size, out, total)``,
     ``mixp_<in>_<out>(x, lam, perm, sample_packs, out, total_packs)`` (the packed kernel),
-    ``cutmix_<in>_<out>(x, lam, perm, cut, boxes, sample_size, inner, height, width, out, total)`` and
+    ``cutmix_<in>_<out>(x, lam, perm, cut, boxes, sample_size, inner, height, width, out, total)``,
+    ``cutmixp_<in>_<out>(x, lam, perm, cut, boxes, sample_packs, height, row_packs, out, total_packs,
+    partner_reads)`` (the packed CutMix kernel; ``*partner_reads`` counts its ``perm[n]`` lookups,
+    one per pack that reads its partner) and
     ``targets(labels, lam, perm, num_classes, on, off, out, total)``."""
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
@@ -195,6 +206,13 @@ def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
                 f"long long height, long long width, {tb}* _raw_out, long long total) {{\n"
                 f"  for (long long i = 0; i < total; ++i) {{ {tb}& out = _raw_out[i];\n"
                 f"{kernels.MIX_CUTMIX_IMAGES_OP}\n  }}\n}}\n"
+            )
+            src.append(
+                f'extern "C" void cutmixp_{a}_{b}(const {ta}* x, const float* lam, const long long* perm_, '
+                f"const unsigned char* cut, const long long* boxes, long long sample_packs, long long height, "
+                f"long long row_packs, {tb}* out, long long total_packs, long long* partner_reads) {{\n"
+                f"  typedef {ta} T; typedef {tb} U; const CountedReads perm{{perm_, partner_reads}};\n"
+                f"  for (long long i = 0; i < total_packs; ++i) {{\n{kernels.MIX_CUTMIX_IMAGES_PACKED_OP}\n  }}\n}}\n"
             )
     src.append(
         'extern "C" void targets(const long long* labels, const float* lam, const long long* perm, '

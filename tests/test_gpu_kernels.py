@@ -134,3 +134,52 @@ def test_to_device_on_cuda_is_queued_and_exact():
         assert a.is_cuda and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.cpu(), b)
     d = p.on("cuda")
     assert d is p.on("cuda") and torch.equal(d.boxes.cpu(), p.boxes) and torch.equal(d.cutmix.cpu(), p.cutmix)
+
+
+def _cutmix_edge_params(n, h, w):
+    """n >= 12 samples at h >= 6, w >= 24: CutMix boxes whole, empty, on and across the edges of
+    8- and 16-element packs, the bottom-right pixel; mixup samples with λ = 1, 0 and 0.3; the
+    rest as drawn."""
+    cfg = MixupConfig(alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, mode="elem", prob=0.9)
+    p = MixupSampler(cfg, n).sample(n, image_size=(h, w))
+    lam, cut, boxes = p.lam.clone(), p.cutmix.clone(), p.boxes.clone()
+    cut[:6], cut[6:9], boxes[6:9], lam[6:9] = True, False, 0, torch.tensor([1.0, 0.0, 0.3])
+    boxes[:6] = torch.tensor(
+        [[0, h, 0, w], [0, 0, 0, 0], [1, h, 16, min(32, w)], [0, 1, 7, 9], [3, 5, 15, 17], [h - 1, h, w - 1, w]]
+    )
+    return MixupParams(lam, p.perm, boxes=boxes, cutmix=cut, image_size=(h, w))
+
+
+@pytest.mark.parametrize("in_dtype", DTYPES)
+@pytest.mark.parametrize("out_dtype", DTYPES)
+# packed: the packed CutMix kernel runs (a pack inside one image row: inner 1, W a multiple of the
+# pack, 16 for uint8 input and 8 otherwise; pack-aligned buffers), False: the scalar one, None:
+# packed for 2- and 4-byte input only
+@pytest.mark.parametrize(
+    "shape, layout, cl, offset, packed",
+    [((16, 3, 20, 32), "NCHW", False, 0, True), ((16, 3, 20, 24), "NCHW", False, 0, None),
+     ((16, 3, 20, 30), "NCHW", False, 0, False), ((16, 20, 32, 3), "NHWC", False, 0, False),
+     ((16, 3, 20, 32), "NCHW", True, 0, False), ((16, 20, 32, 1), "NHWC", False, 0, True),
+     ((16, 3, 20, 32), "NCHW", False, 1, False)],
+)
+def test_cuda_packed_and_scalar_cutmix_equal_cpu_twin(monkeypatch, in_dtype, out_dtype, shape, layout, cl, offset,
+                                                      packed):
+    from dali_mixup import kernels
+
+    ran = []
+    for name in ("_mix_cutmix_images_kernel", "_mix_cutmix_images_packed_kernel"):
+        monkeypatch.setattr(kernels, name, lambda real=getattr(kernels, name), name=name: ran.append(name) or real())
+    x = images(shape, in_dtype, seed=3, channels_last=cl)
+    if out_dtype == torch.uint8 and in_dtype != torch.uint8:
+        x = x.float().abs().to(in_dtype)
+    h, w = shape[2:4] if layout == "NCHW" else shape[1:3]
+    params = _cutmix_edge_params(shape[0], h, w)
+    want = mix_images(x, params, dtype=out_dtype, layout=layout)
+    xd = x.cuda()
+    if offset:  # x starts `offset` elements past an aligned allocation
+        xd = torch.empty(x.numel() + offset, dtype=in_dtype, device="cuda")[offset:].view(shape).copy_(x)
+    got = mix_images(xd, params, dtype=out_dtype, layout=layout)
+    assert got.is_cuda and got.stride() == want.stride()
+    packed = in_dtype != torch.uint8 if packed is None else packed
+    assert ran == ["_mix_cutmix_images_packed_kernel" if packed else "_mix_cutmix_images_kernel"]
+    assert torch.equal(bits(got.cpu()), bits(want))

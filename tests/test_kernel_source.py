@@ -43,26 +43,34 @@ def test_nvrtc_compiles_every_kernel(arch):
     # the harness must not write into shared bytes objects (an empty NVRTC log once hit b" ")
     assert b" " == bytes([32]) and b" ".isspace()
     print(
-        f"NVRTC compiled {len(compiled)} mixup image kernels (scalar and packed: 16-wide for uint8 input, 8-wide "
-        f"otherwise), {len(compiled)} mixup/CutMix image kernels and 2 target kernels for {arch}"
+        f"NVRTC compiled {len(compiled)} mixup image kernels and {len(compiled)} mixup/CutMix image kernels, each "
+        f"scalar and packed (16-wide for uint8 input, 8-wide otherwise), and 2 target kernels for {arch}"
     )
 
 
 @pytest.mark.skipif(_nvrtc_reason() is not None, reason=str(_nvrtc_reason()))
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_nvrtc_packed_kernel_reads_x_in_128_bit_loads(arch):
+@pytest.mark.parametrize(
+    "kind, scalar_per_pack",
+    [("mix_images_packed", {"f32": 1, "u64": 1}), ("mix_cutmix_images_packed", {"u8": 1, "f32": 1, "u64": 5})],
+)
+def test_nvrtc_packed_kernel_reads_x_in_128_bit_loads(arch, kind, scalar_per_pack):
     """The point of the pack width: x is read only by 128-bit vector loads (a 16-wide uint8 pack
     is one ld.global.v4.u32, an 8-wide one was a 64-bit v2), out written only by vector stores;
-    the scalar loads are λ (f32) and the partner index (u64), one of each per pack."""
+    the scalar loads are λ (f32) and the partner index (u64), one of each per pack, and for
+    CutMix also cut[n] (u8) and the four box edges (u64). (NVRTC may duplicate the whole pack's
+    code, so the counts are checked as multiples of one pack's.)"""
     for a in DT:
         for b in DT:
-            src = h.image_kernel_source(a, b, "mix_images_packed")
-            ptx = h.nvrtc_compile(src, arch, f"packed_{a}_{b}.cu", ptx=True).decode(errors="replace")
+            src = h.image_kernel_source(a, b, kind)
+            ptx = h.nvrtc_compile(src, arch, f"{kind}_{a}_{b}.cu", ptx=True).decode(errors="replace")
             loads = re.findall(r"\bld\.global(?:\.nc)?\.([\w.]+)", ptx)
             stores = re.findall(r"\bst\.global\.([\w.]+)", ptx)
             scalar = [t for t in loads if not re.fullmatch(r"v4\.[bfsu]32", t)]
-            assert len(scalar) < len(loads) and sorted(set(scalar)) == ["f32", "u64"], (a, b, arch, loads)
-            assert scalar.count("f32") == scalar.count("u64"), (a, b, arch, loads)
+            copies = scalar.count("f32")
+            assert len(scalar) < len(loads) and copies >= 1, (a, b, arch, loads)
+            assert {t: scalar.count(t) for t in set(scalar)} == {t: c * copies for t, c in scalar_per_pack.items()}, (
+                a, b, arch, loads)
             assert stores and all(t.startswith(("v2.", "v4.")) for t in stores), (a, b, arch, stores)
 
 
@@ -240,14 +248,22 @@ def _cutmix_params(n, h, w, seed):
     return MixupParams(lam, p.perm, boxes=boxes, cutmix=cut, image_size=(h, w))
 
 
-@pytest.mark.parametrize("a", DT)
-@pytest.mark.parametrize("b", DT)
-@pytest.mark.parametrize(
-    "shape, layout, channels_last",
-    [((7, 3, 11, 13), "NCHW", False), ((7, 3, 11, 13), "NCHW", True), ((6, 9, 5, 4), "NHWC", False),
-     ((3, 1, 1, 1), "NCHW", False), ((5, 2, 1, 17), "NCHW", False)],
-)
-def test_host_compiled_cutmix_kernel_equals_cpu_twin(host_lib, a, b, shape, layout, channels_last):
+def _packed_cutmix_params(n, h, w, pack, seed):
+    """``_cutmix_params`` (n >= 11) plus boxes on and across the edges of ``pack``-wide packs of a
+    row, and mixup samples with λ = 1, 0 and 0.3 in the same batch."""
+    p = _cutmix_params(n, h, w, seed)
+    lam, cut, boxes = p.lam.clone(), p.cutmix.clone(), p.boxes.clone()
+    cut[4:8], cut[8:11], boxes[8:11], lam[8:11] = True, False, 0, torch.tensor([1.0, 0.0, 0.3])
+    boxes[4] = torch.tensor([1, h, min(pack, w), min(2 * pack, w)])  # the second pack of rows 1..h-1
+    boxes[5] = torch.tensor([0, 1, pack - 1, min(pack + 1, w)])  # two pixels across a pack edge
+    boxes[6] = torch.tensor([h - 1, h, w - 1, w])  # the bottom-right pixel
+    boxes[7] = torch.tensor([0, h, 3, 3])  # every row, no column: reads no partner
+    return MixupParams(lam, p.perm, boxes=boxes, cutmix=cut, image_size=(h, w))
+
+
+def _cutmix_case(a, b, shape, layout, channels_last, pack=None):
+    """Input, params (``_cutmix_params``, or ``_packed_cutmix_params`` for ``pack``), the sample's
+    grid (outer, H, W, inner) and the CPU twin's output; input and output 1-D in memory order."""
     requires_fma()
     x = random_images(shape, TORCH[a], seed=sum(shape))
     if b == "uint8" and a != "uint8":
@@ -256,24 +272,133 @@ def test_host_compiled_cutmix_kernel_equals_cpu_twin(host_lib, a, b, shape, layo
         x = x.contiguous(memory_format=torch.channels_last)
     n = shape[0]
     hw = shape[2:4] if layout == "NCHW" else shape[1:3]
-    params = _cutmix_params(n, *hw, seed=n)
+    params = _cutmix_params(n, *hw, seed=n) if pack is None else _packed_cutmix_params(n, *hw, pack, seed=n)
     assert params.has_cutmix
     want = mix_images(x, params, dtype=TORCH[b], layout=layout)
     from dali_mixup.mix import _cutmix_grid, _memory_order_view
 
-    outer, height, width, inner = _cutmix_grid(x, layout, params)
-    xs = _memory_order_view(x)
-    xs = xs.view(torch.int16) if a == "bfloat16" else xs
-    got = torch.empty(x.numel(), dtype=TORCH[b])
-    gs = got.view(torch.int16) if b == "bfloat16" else got
-    cut = params.cutmix.to(torch.uint8)
-    getattr(host_lib, f"cutmix_{a}_{b}")(
-        _ptr(xs), _ptr(params.lam), _ptr(params.perm), _ptr(cut), _ptr(params.boxes),
-        ctypes.c_longlong(x.numel() // n), ctypes.c_longlong(inner), ctypes.c_longlong(height),
-        ctypes.c_longlong(width), _ptr(gs), ctypes.c_longlong(x.numel()),
+    return _memory_order_view(x), params, _cutmix_grid(x, layout, params), _memory_order_view(want)
+
+
+def _host_cutmix(host_lib, entry, x, lam, perm, cut, boxes, ints, out, total):
+    """Run the host-compiled ``entry`` (``cutmix_*``: ints = sample_size, inner, height, width, one
+    element per index; ``cutmixp_*``: sample_packs, height, row_packs, one pack per index) over
+    ``total`` indices; returns the packed op's partner pack reads (0 for the scalar op)."""
+    reads = ctypes.c_longlong(0)
+    extra = (ctypes.byref(reads),) if entry.startswith("cutmixp_") else ()
+    getattr(host_lib, entry)(
+        _ptr(x), _ptr(lam), _ptr(perm), _ptr(cut), _ptr(boxes), *map(ctypes.c_longlong, ints), _ptr(out),
+        ctypes.c_longlong(total), *extra,
     )
-    want_flat = _memory_order_view(want)
-    assert torch.equal(got.view(torch.uint8), want_flat.view(torch.uint8)), (a, b)
+    return reads.value
+
+
+def _same_bits(got, want):
+    return torch.equal(got.reshape(-1).view(torch.uint8), want.reshape(-1).view(torch.uint8))
+
+
+@pytest.mark.parametrize("a", DT)
+@pytest.mark.parametrize("b", DT)
+@pytest.mark.parametrize(
+    "shape, layout, channels_last",
+    [((7, 3, 11, 13), "NCHW", False), ((7, 3, 11, 13), "NCHW", True), ((6, 9, 5, 4), "NHWC", False),
+     ((3, 1, 1, 1), "NCHW", False), ((5, 2, 1, 17), "NCHW", False)],
+)
+def test_host_compiled_cutmix_kernel_equals_cpu_twin(host_lib, a, b, shape, layout, channels_last):
+    xs, params, (_, height, width, inner), want = _cutmix_case(a, b, shape, layout, channels_last)
+    got = torch.empty(xs.numel(), dtype=TORCH[b])
+    ints = (xs.numel() // shape[0], inner, height, width)
+    _host_cutmix(host_lib, f"cutmix_{a}_{b}", xs, params.lam, params.perm, params.cutmix, params.boxes, ints, got,
+                 xs.numel())
+    assert _same_bits(got, want), (a, b)
+
+
+def _partner_packs(params, grid, pack):
+    """The packs whose partner pack must be read: those of a mixup sample with λ != 1, and those
+    of a CutMix sample on a box row holding a box column."""
+    outer, height, width, _ = grid
+    reads = 0
+    for lam, cut, (y0, y1, x0, x1) in zip(params.lam.tolist(), params.cutmix.tolist(), params.boxes.tolist()):
+        if cut:
+            cols = -(-x1 // pack) - x0 // pack if x1 > x0 else 0  # packs [x0 // P, ceil(x1 / P))
+            reads += outer * max(y1 - y0, 0) * cols
+        elif lam != 1.0:
+            reads += outer * height * width // pack
+    return reads
+
+
+@pytest.mark.parametrize("a", DT)
+@pytest.mark.parametrize("b", DT)
+@pytest.mark.parametrize(
+    "shape, layout, channels_last",
+    [((14, 3, 5, 32), "NCHW", False), ((12, 2, 3, 48), "NCHW", False), ((11, 1, 6, 16), "NCHW", True),
+     ((12, 4, 16, 1), "NHWC", False)],
+)
+def test_host_compiled_packed_cutmix_kernel_equals_cpu_twin(host_lib, a, b, shape, layout, channels_last):
+    """The packed CutMix operation on samples (outer, H, W, 1) with W a multiple of the pack:
+    bit for bit the CPU twin, mixup and CutMix samples in one launch, boxes empty, whole, one
+    pixel, on and across pack edges; and it reads a partner pack only where one is used."""
+    pack = _pack(a)
+    xs, params, grid, want = _cutmix_case(a, b, shape, layout, channels_last, pack=pack)
+    _, height, width, inner = grid
+    assert inner == 1 and width % pack == 0
+    got = torch.empty(xs.numel(), dtype=TORCH[b])
+    ints = (xs.numel() // shape[0] // pack, height, width // pack)
+    reads = _host_cutmix(host_lib, f"cutmixp_{a}_{b}", xs, params.lam, params.perm, params.cutmix, params.boxes,
+                         ints, got, xs.numel() // pack)
+    assert _same_bits(got, want), (a, b)
+    assert reads == _partner_packs(params, grid, pack) < xs.numel() // pack, (a, b)
+
+
+@pytest.mark.parametrize("a", DT)
+@pytest.mark.parametrize("b", DT)
+@pytest.mark.parametrize(
+    "shape, layout, channels_last, x_offset, out_offset",
+    [
+        ((12, 2, 5, 32), "NCHW", False, 0, 0),  # W % 16 == 0: packed
+        ((12, 2, 5, 24), "NCHW", False, 0, 0),  # W % 8 == 0 only: packed for 2- and 4-byte input
+        ((12, 2, 5, 20), "NCHW", False, 0, 0),  # W % 8 != 0: scalar
+        ((12, 5, 32, 3), "NHWC", False, 0, 0),  # inner 3: scalar, though a sample is whole packs
+        ((12, 3, 5, 32), "NCHW", True, 0, 0),  # channels_last, inner 3: scalar
+        ((12, 5, 32, 1), "NHWC", False, 0, 0),  # inner 1: packed
+        ((12, 2, 5, 32), "NCHW", False, 1, 0),  # x misaligned: scalar
+        ((12, 2, 5, 32), "NCHW", False, 0, 1),  # out misaligned: scalar
+        ((12, 2, 5, 32), "NCHW", False, 8, 8),  # 8-element aligned: packed for 2- and 4-byte input
+    ],
+)
+def test_cutmix_launcher_picks_packed_or_scalar_kernel(
+    monkeypatch, host_lib, a, b, shape, layout, channels_last, x_offset, out_offset
+):
+    """launch_mix_cutmix_images with the host-compiled operations standing in for the CuPy
+    kernels: the packed one where a pack lies in one image row (inner 1, W a multiple of the
+    pack) and the buffers are pack-aligned, the scalar one otherwise; either way the CPU twin."""
+    pack = _pack(a)
+    xs, params, grid, want = _cutmix_case(a, b, shape, layout, channels_last, pack=pack)
+    x = _at(xs.numel(), xs.dtype, x_offset).copy_(xs)
+    out = _at(xs.numel(), TORCH[b], out_offset)
+    ran = []
+
+    def host_kernel(entry):
+        def launch(x, lam, perm, cut, boxes, *ints_out, size=None):  # CuPy's size: out's, or given
+            *ints, o = ints_out
+            ran.append((entry, tuple(ints), size))
+            _host_cutmix(host_lib, f"{entry}_{a}_{b}", x, lam, perm, cut, boxes, ints, o,
+                         o.numel() if size is None else size)
+        return lambda: launch
+
+    monkeypatch.setattr(kernels, "_on_torch_stream", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(kernels, "_cupy_view", lambda t: t)
+    monkeypatch.setattr(kernels, "_mix_cutmix_images_kernel", host_kernel("cutmix"))
+    monkeypatch.setattr(kernels, "_mix_cutmix_images_packed_kernel", host_kernel("cutmixp"))
+    kernels.launch_mix_cutmix_images(x, params.lam, params.perm, params.cutmix, params.boxes, grid, out)
+
+    n, s = shape[0], xs.numel() // shape[0]
+    _, height, width, inner = grid
+    if inner == 1 and width % pack == 0 and x_offset % pack == 0 and out_offset % pack == 0:
+        assert ran == [("cutmixp", (s // pack, height, width // pack), n * s // pack)], (a, b)
+    else:
+        assert ran == [("cutmix", (s, inner, height, width), None)], (a, b)
+    assert _same_bits(out, want), (a, b)
 
 
 # ---------------------------------------------------------------- CuPy views from pointers
