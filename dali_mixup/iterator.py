@@ -254,7 +254,11 @@ class DALIMixupIterator(DALIGenericIterator):
         n = x.shape[0]
         if labels.shape[0] != n:
             raise RuntimeError(f"the pipeline returned {n} images but {labels.shape[0]} labels")
-        if n and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+        # Labels from the reader are CPU tensors: checked here, on the host, so the targets
+        # kernel skips its device-side assert. A pipeline that moved them to the GPU has them
+        # checked there (no host sync).
+        checked = not labels.is_cuda
+        if checked and n and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             bad = sorted(set(labels[(labels < 0) | (labels >= self.num_classes)].tolist()))
             raise ValueError(f"labels {bad[:10]} are outside [0, num_classes={self.num_classes})")
         hw = None
@@ -262,8 +266,8 @@ class DALIMixupIterator(DALIGenericIterator):
             hw = tuple(x.shape[2:4]) if self._layout == "NCHW" else tuple(x.shape[1:3])
         params = self._samplers[index].sample(n, image_size=hw)
         out_dtype = self._dtype or x.dtype
-        if x.is_cuda:  # queued on the stream, not waited for
-            (labels,) = to_device(x.device, labels)
+        if x.is_cuda and labels.device != x.device:  # queued on the stream, not waited for
+            (labels,) = to_device(x.device, labels.cpu())
         # On the CPU, DALI's worker threads already occupy the cores: torch's own thread pool
         # would spin against them (mixing in the iterator measured 2x slower on 2 cores).
         with contextlib.nullcontext() if x.is_cuda else _torch_threads(1):
@@ -271,7 +275,7 @@ class DALIMixupIterator(DALIGenericIterator):
                 images = mix_images(x, params, dtype=out_dtype, layout=self._layout)
             else:
                 images = x
-            targets = _targets(labels, params, self.num_classes, self.mixup.label_smoothing, checked=True)
+            targets = _targets(labels, params, self.num_classes, self.mixup.label_smoothing, checked=checked)
         out = {"data": images, "label": targets, "lam": params.lam, "perm": params.perm, "label_index": labels}
         if self.mixup.cutmix_on:
             out.update(cutmix=params.cutmix, boxes=params.boxes)

@@ -81,6 +81,33 @@ def test_kernels_queued_late_still_read_the_batch_dali_produced(root):
         assert torch.equal(m["label"].cpu(), mix_targets(labels, params, N)), k
 
 
+def test_a_pipeline_with_labels_on_the_gpu(root):
+    from nvidia.dali import pipeline_def
+    from nvidia.dali.plugin.base_iterator import LastBatchPolicy
+
+    from dali_mixup import DALIMixupIterator
+    from dali_mixup.pipeline import READER_NAME, decode_augment, read_source
+    from dali_mixup.sources import resolve_source
+
+    source = resolve_source(root)
+
+    @pipeline_def
+    def pipe():
+        encoded, labels = read_source(source)
+        return decode_augment(encoded, device="gpu", image_size=32), labels.gpu()
+
+    it = DALIMixupIterator(pipe(batch_size=4, num_threads=2, device_id=0, seed=0), reader_name=READER_NAME,
+                           last_batch_policy=LastBatchPolicy.PARTIAL, mixup=MixupConfig(alpha=1.0, num_classes=N))
+    ids = []
+    for b in it:
+        b = b[0]
+        assert b["data"].is_cuda and b["label"].is_cuda and b["label_index"].is_cuda
+        params = MixupParams(b["lam"], b["perm"])
+        assert torch.equal(b["label"].cpu(), mix_targets(b["label_index"].cpu(), params, N))
+        ids += b["label_index"].tolist()
+    assert sorted(ids) == list(range(N))
+
+
 def test_zero_copy_one_output_allocation_per_batch(root):
     """The kernel reads DALI's buffer in place: torch allocates only the mixed batch (and the
     small targets), not a copy of DALI's output as well."""
