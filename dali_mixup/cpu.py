@@ -2,7 +2,8 @@
 
 Each output sample is computed from two input samples in float32 as the CUDA kernel does: one
 rounded product ``lam*x[i]``, then ``add_(x[j], alpha=1-lam)``, which torch's vectorised CPU
-kernels compute as a fused multiply-add (``__fmaf_rn`` on the GPU). Per-sample work keeps the
+kernels compute as a fused multiply-add (PTX ``fma.rn.f32`` on the GPU, without flush-to-zero:
+subnormal values are kept on both sides). Per-sample work keeps the
 batch streamed once: two reads and one write per element. A CutMix sample is two copies (the
 sample, then the partner's box over it), so its bits match the kernel's trivially.
 """

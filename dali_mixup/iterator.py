@@ -144,9 +144,11 @@ class DALIMixupIterator(DALIGenericIterator):
             pipeline_factory=pipeline_factory, source=source, layout=layout,
         )
         self._pipeline_factory = pipeline_factory
-        #: host (CPU) seconds spent in ``__next__`` since construction: waiting for and taking
-        #: DALI's outputs ("dali"), sampling and launching the mix ("mix"), and batches counted;
-        #: on a GPU the mix is launched, not waited for, so "mix" is the host cost of mixup.
+        #: host (CPU) seconds spent in ``__next__`` since construction (or ``load_state_dict``,
+        #: which starts a new dict): waiting for and taking DALI's outputs ("dali"), sampling and
+        #: launching the mix ("mix"), and batches served. On a GPU the mix is launched, not waited
+        #: for, so "mix" is the host cost of mixup. DALI prepares the first batch inside the
+        #: constructor: its DALI time is not counted, the batch is.
         self.host_seconds: Dict[str, float] = {"dali": 0.0, "mix": 0.0, "batches": 0}
         if mixup is None:
             mixup = MixupConfig(enabled=False, num_classes=num_classes)

@@ -7,7 +7,8 @@ constants below so that tests can compile it with NVRTC for sm_80/sm_90 and run 
 
 Numerics, shared bit for bit with ``dali_mixup.cpu``:
 ``y = fma(1 - lam, float(x[j]), fl(lam * float(x[i])))`` in float32: one rounded product and one
-fused multiply-add (``__fmul_rn``, ``__fmaf_rn``), which is what torch's CPU ``add(..., alpha=)``
+fused multiply-add (``dm_mul``, ``dm_fma``: PTX ``mul.rn.f32``/``fma.rn.f32``, without the
+flush-to-zero CuPy's -ftz=true gives ``__fmul_rn``), which is what torch's CPU ``add(..., alpha=)``
 computes where its CPU capability has FMA (AVX2, AVX-512, NEON); λ = 1 copies ``x[i]`` without
 reading the partner. Stores:
 uint8 rounds half to even (``rintf``) and saturates; float16 and bfloat16 round to nearest
@@ -27,6 +28,39 @@ __device__ __forceinline__ float dm_load(unsigned short v) {  /* float16 bits */
 }
 __device__ __forceinline__ float dm_load(short v) {  /* bfloat16 bits */
     return __uint_as_float(((unsigned int)(unsigned short)v) << 16);
+}
+/* float32 arithmetic, IEEE round to nearest even WITHOUT flush-to-zero: CuPy compiles every
+   kernel with -ftz=true, under which __fmul_rn, __fmaf_rn and a - b flush subnormal inputs and
+   results to zero, while the CPU twin keeps them (a float32 λ below 2^-126 is drawn about once in
+   10^4 samples at α = 0.1). Inline PTX is compiled as written, whatever -ftz says. The tests'
+   host build of these sources (no __CUDA_ARCH__) does plain IEEE float arithmetic. */
+__device__ __forceinline__ float dm_mul(float a, float b) {
+#ifdef __CUDA_ARCH__
+    float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r;
+#else
+    return __fmul_rn(a, b);
+#endif
+}
+__device__ __forceinline__ float dm_add(float a, float b) {
+#ifdef __CUDA_ARCH__
+    float r; asm("add.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r;
+#else
+    return __fadd_rn(a, b);
+#endif
+}
+__device__ __forceinline__ float dm_sub(float a, float b) {
+#ifdef __CUDA_ARCH__
+    float r; asm("sub.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r;
+#else
+    return a - b;
+#endif
+}
+__device__ __forceinline__ float dm_fma(float a, float b, float c) {
+#ifdef __CUDA_ARCH__
+    float r; asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(a), "f"(b), "f"(c)); return r;
+#else
+    return __fmaf_rn(a, b, c);
+#endif
 }
 /* elements per thread in the packed kernel, from the input's element size: 16 bytes of each
    input sample at least (16 uint8, 8 float16/bfloat16/float32); pack_width in Python */
@@ -59,7 +93,7 @@ if (l == 1.0f) {
     y = dm_load(x[i]);
 } else {
     const long long j = perm[n] * sample_size + ((long long)i - n * sample_size);
-    y = __fmaf_rn(1.0f - l, dm_load(x[j]), __fmul_rn(l, dm_load(x[i])));
+    y = dm_fma(dm_sub(1.0f, l), dm_load(x[j]), dm_mul(l, dm_load(x[i])));
 }
 dm_store(y, out);
 """
@@ -85,10 +119,10 @@ if (l == 1.0f) {
 #pragma unroll
     for (int k = 0; k < P; ++k) dm_store(dm_load(a.v[k]), o.v[k]);
 } else {
-    const float m = 1.0f - l;
+    const float m = dm_sub(1.0f, l);
     const dm_pack<T, P> b = reinterpret_cast<const dm_pack<T, P>*>(&x[0])[perm[n] * sample_packs + ((long long)i - n * sample_packs)];
 #pragma unroll
-    for (int k = 0; k < P; ++k) dm_store(__fmaf_rn(m, dm_load(b.v[k]), __fmul_rn(l, dm_load(a.v[k]))), o.v[k]);
+    for (int k = 0; k < P; ++k) dm_store(dm_fma(m, dm_load(b.v[k]), dm_mul(l, dm_load(a.v[k]))), o.v[k]);
 }
 reinterpret_cast<dm_pack<U, P>*>(&out[0])[i] = o;
 """
@@ -125,7 +159,7 @@ if (cut[n]) {
     if (l == 1.0f) {
         y = dm_load(x[i]);
     } else {
-        y = __fmaf_rn(1.0f - l, dm_load(x[perm[n] * sample_size + r]), __fmul_rn(l, dm_load(x[i])));
+        y = dm_fma(dm_sub(1.0f, l), dm_load(x[perm[n] * sample_size + r]), dm_mul(l, dm_load(x[i])));
     }
 }
 dm_store(y, out);
@@ -181,9 +215,9 @@ if (!partner) {
 #pragma unroll
         for (int k = 0; k < P; ++k) dm_store(dm_load(k >= kb && k < ke ? b.v[k] : a.v[k]), o.v[k]);
     } else {
-        const float m = 1.0f - l;
+        const float m = dm_sub(1.0f, l);
 #pragma unroll
-        for (int k = 0; k < P; ++k) dm_store(__fmaf_rn(m, dm_load(b.v[k]), __fmul_rn(l, dm_load(a.v[k]))), o.v[k]);
+        for (int k = 0; k < P; ++k) dm_store(dm_fma(m, dm_load(b.v[k]), dm_mul(l, dm_load(a.v[k]))), o.v[k]);
     }
 }
 reinterpret_cast<dm_pack<U, P>*>(&out[0])[i] = o;
@@ -202,7 +236,7 @@ const long long c = (long long)i - n * num_classes;
 const float l = lam[n];
 const float ta = ((long long)labels[n] == c) ? on_value : off_value;
 const float tb = ((long long)labels[perm[n]] == c) ? on_value : off_value;
-out = __fadd_rn(__fmul_rn(l, ta), __fmul_rn(1.0f - l, tb));
+out = dm_add(dm_mul(l, ta), dm_mul(dm_sub(1.0f, l), tb));
 """
 
 MIX_TARGETS_PARAMS = (
@@ -257,7 +291,9 @@ def _mix_cutmix_images_packed_kernel():
 def _mix_targets_kernel():
     import cupy
 
-    return cupy.ElementwiseKernel(MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP, name="dali_mixup_mix_targets")
+    return cupy.ElementwiseKernel(
+        MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP, name="dali_mixup_mix_targets", preamble=MIX_PREAMBLE
+    )
 
 
 #: the CuPy dtype each torch dtype travels as: the 16-bit floats as their bits, float16 as uint16
@@ -284,23 +320,31 @@ def _cupy_view(t):
     return cupy.ndarray((n,), _CUPY_DTYPE_NAMES[str(t.dtype)], cupy.cuda.MemoryPointer(mem, 0))
 
 
-_EXTERNAL_STREAMS: dict = {}  # (device index, stream pointer) -> cupy.cuda.ExternalStream
+_EXTERNAL_STREAMS: dict = {}  # (device index, stream pointer) -> CuPy's wrapper of that torch stream
 
 
 def _on_torch_stream(device):
-    """CuPy device + stream context matching torch's current stream on ``device``. The CuPy
-    wrapper of each torch stream is made once and kept (it is only the pointer)."""
+    """CuPy device + stream context matching torch's current stream on ``device``. CuPy's
+    wrapper of each torch stream is made once and kept (it holds the pointer and a reference to
+    the torch stream, and never destroys it); CuPy keeps its current-stream stack per thread, so
+    one wrapper may be entered from several threads."""
     import contextlib
 
     import cupy
     import torch
 
-    key = (device.index, torch.cuda.current_stream(device).cuda_stream)
+    torch_stream = torch.cuda.current_stream(device)
+    key = (device.index, torch_stream.cuda_stream)
     stream = _EXTERNAL_STREAMS.get(key)
     if stream is None:
         if len(_EXTERNAL_STREAMS) > 64:  # streams made and dropped in a loop: keep the table small
             _EXTERNAL_STREAMS.clear()
-        stream = _EXTERNAL_STREAMS[key] = cupy.cuda.ExternalStream(key[1], device.index)
+        with cupy.cuda.Device(device.index):  # from_external takes the current device
+            if hasattr(cupy.cuda.Stream, "from_external") and hasattr(torch_stream, "__cuda_stream__"):
+                stream = cupy.cuda.Stream.from_external(torch_stream)
+            else:  # older CuPy or torch without the CUDA stream protocol (ExternalStream is deprecated in CuPy 14)
+                stream = cupy.cuda.ExternalStream(key[1], device.index)
+        _EXTERNAL_STREAMS[key] = stream
     ctx = contextlib.ExitStack()
     ctx.enter_context(cupy.cuda.Device(device.index))
     ctx.enter_context(stream)

@@ -99,7 +99,7 @@ def target_kernel_source(label_ctype="long long"):
         kernels.MIX_TARGETS_PARAMS,
         kernels.MIX_TARGETS_OUT,
         kernels.MIX_TARGETS_OP,
-        "",
+        kernels.MIX_PREAMBLE,
         {"L": label_ctype},
     )
 
@@ -116,7 +116,8 @@ def nvrtc_compile(source: str, arch: str, name: str = "kernel.cu", ptx: bool = F
         return res[1:] if isinstance(res, tuple) and len(res) > 1 else None
 
     (prog,) = check(nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []))
-    opts = [f"--gpu-architecture={arch}".encode(), b"--std=c++17"]
+    # -ftz=true: CuPy adds it to every kernel it compiles (cupy/cuda/compiler.py)
+    opts = [f"--gpu-architecture={arch}".encode(), b"--std=c++17", b"-ftz=true"]
     inc = cupy_include_dir()
     if inc is None:
         raise RuntimeError("CuPy is not installed: its headers (cupy/carray.cuh) are what the kernels compile "

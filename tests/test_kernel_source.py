@@ -50,6 +50,45 @@ def test_nvrtc_compiles_every_kernel(arch):
 
 @pytest.mark.skipif(_nvrtc_reason() is not None, reason=str(_nvrtc_reason()))
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nvrtc_float_arithmetic_keeps_subnormals_under_cupys_ftz(arch):
+    """CuPy compiles with -ftz=true (so does the harness), which turns __fmul_rn & co. into
+    flush-to-zero instructions; the CPU twin keeps subnormals. No float32 add/sub/mul/fma of the
+    kernels may carry .ftz (min/max/cvt on uint8 stores may: their results are whole numbers)."""
+    ftz_arith = re.compile(r"\b(?:add|sub|mul|fma)(?:\.r[nzmp])?\.ftz(?:\.sat)?\.f32\b")
+    arith = re.compile(r"\b(?:add|sub|mul|fma)\.rn\.f32\b")
+    for a in DT:
+        for b in DT:
+            for kind in h.IMAGE_KERNELS:
+                ptx = h.nvrtc_compile(h.image_kernel_source(a, b, kind), arch, f"{kind}.cu", ptx=True).decode()
+                assert not ftz_arith.findall(ptx), (kind, a, b, sorted(set(ftz_arith.findall(ptx))))
+                assert arith.search(ptx), (kind, a, b)  # the arithmetic is there, without .ftz
+    ptx = h.nvrtc_compile(h.target_kernel_source("long long"), arch, "targets.cu", ptx=True).decode()
+    assert not ftz_arith.findall(ptx) and arith.search(ptx)
+
+
+def test_host_kernels_keep_subnormals_like_the_cpu_twin(host_lib):
+    """λ below 2^-126 and subnormal pixels: the host build of the ops (IEEE, as the GPU's PTX now
+    is) and the CPU twin agree bit for bit, and the subnormal products are not flushed."""
+    tiny = float(np.float32(1e-40))
+    params = MixupParams([tiny, 0.5, 1.0 - 2**-24, tiny], [1, 0, 3, 2])
+    x = torch.tensor([[0.0, 255.0, 1e-39, -3.0], [0.0, 0.0, 1e-38, 2.0], [1.0, 0.0, 1e-45, 0.0],
+                      [5.0, 0.0, 0.0, 0.0]], dtype=torch.float32)
+    want = mix_images(x, params)
+    got = torch.empty_like(x)
+    host_lib.mix_float32_float32(_ptr(x), _ptr(params.lam), _ptr(params.perm), ctypes.c_longlong(4), _ptr(got),
+                         ctypes.c_longlong(x.numel()))
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+    assert want[0, 1] == np.float32(tiny) * np.float32(255.0) != 0  # λ·x kept, not flushed
+    labels = torch.tensor([0, 1, 2, 3])
+    t_want = mix_targets(labels, params, 4)
+    t_got = torch.empty(4, 4)
+    host_lib.targets(_ptr(labels), _ptr(params.lam), _ptr(params.perm), ctypes.c_longlong(4), ctypes.c_float(1.0),
+                     ctypes.c_float(0.0), _ptr(t_got), ctypes.c_longlong(16))
+    assert torch.equal(t_got, t_want) and t_want[0, 0] == np.float32(tiny)
+
+
+@pytest.mark.skipif(_nvrtc_reason() is not None, reason=str(_nvrtc_reason()))
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize(
     "kind, scalar_per_pack",
     [("mix_images_packed", {"f32": 1, "u64": 1}), ("mix_cutmix_images_packed", {"u8": 1, "f32": 1, "u64": 5})],
