@@ -3,7 +3,9 @@
 pytest-benchmark times what a call costs the host, launch overhead included; this script reads
 the kernels' own durations from CUPTI (``torch.profiler``), so the issue's bandwidth target
 (the image kernel at >= 85 % of a device-to-device copy, counting 2 reads + 1 write per
-element against the copy's 1 read + 1 write) is measured on the device alone.
+element against the copy's 1 read + 1 write) is measured on the device alone. Each row also
+times the mixup/CutMix kernel on a batch where about half the samples are CutMix (the packed
+kernel for NCHW, the one-element kernel for channels_last).
 
     python benchmarks/kernel_bandwidth.py [--out benchmarks/results/kernel-bandwidth-<gpu>.json]
 """
@@ -45,6 +47,7 @@ def main(argv=None) -> int:
         print("kernel_bandwidth: no CUDA GPU; nothing to measure", file=sys.stderr)
         return 0
     from dali_mixup import MixupConfig, MixupSampler, kernels
+    from dali_mixup.mix import _cutmix_grid
 
     rows = []
     for n in (32, 128, 256):
@@ -60,16 +63,26 @@ def main(argv=None) -> int:
                 lam, perm = params.lam.cuda(), params.perm.cuda()
                 mix = _device_times(lambda: kernels.launch_mix_images(xf, lam, perm, x.numel() // n, of), args.repeats)
                 copy = _device_times(lambda: out.copy_(x), args.repeats)
+                # the mixup/CutMix kernel on a batch where about half the samples are CutMix
+                cp = MixupSampler(MixupConfig(mode="elem", cutmix_alpha=1.0, switch_prob=0.5), seed=0).sample(
+                    n, image_size=(224, 224))
+                grid = _cutmix_grid(x, "NCHW", cp)
+                dcp = cp.on(x.device)
+                cut = _device_times(lambda: kernels.launch_mix_cutmix_images(
+                    xf, dcp.lam, dcp.perm, dcp.cutmix, dcp.boxes, grid, of), args.repeats)
                 t_mix, t_copy = max(mix.values()), max(copy.values())
                 nbytes = x.numel() * x.element_size()
                 bw_mix, bw_copy = 3 * nbytes / t_mix, 2 * nbytes / t_copy
                 rows.append({"batch": n, "dtype": str(dtype).replace("torch.", ""), "layout": layout,
                              "kernel_us": t_mix * 1e6, "copy_us": t_copy * 1e6, "kernel_GBps": bw_mix / 1e9,
                              "copy_GBps": bw_copy / 1e9, "share_of_copy": bw_mix / bw_copy,
-                             "kernel_names": sorted(mix), "copy_names": sorted(copy)})
+                             "kernel_names": sorted(mix), "copy_names": sorted(copy),
+                             "cutmix_us": max(cut.values()) * 1e6, "cutmix_kernel_names": sorted(cut),
+                             "cutmix_samples": int(cp.cutmix.sum())})
                 r = rows[-1]
                 print(f"N={n:<4} {r['dtype']:<8} {layout}: kernel {r['kernel_us']:8.1f} us {r['kernel_GBps']:7.0f} GB/s"
-                      f" | copy {r['copy_us']:7.1f} us {r['copy_GBps']:7.0f} GB/s | {100 * r['share_of_copy']:5.1f}%")
+                      f" | copy {r['copy_us']:7.1f} us {r['copy_GBps']:7.0f} GB/s | {100 * r['share_of_copy']:5.1f}%"
+                      f" | cutmix {r['cutmix_us']:7.1f} us ({r['cutmix_kernel_names'][0]})")
     if args.out:
         from dali_mixup.bench import metadata
 
