@@ -85,14 +85,18 @@ class MixupParams:
         """These params with their tensors on ``device``: one host-to-device copy (see
         ``to_device``), queued on the current CUDA stream, and cached, so the image and target
         kernels of a batch share it."""
+        return self.on_with(device)[0]
+
+    def on_with(self, device: torch.device, *tensors: torch.Tensor) -> Tuple["MixupParams", Tuple[torch.Tensor, ...]]:
+        """``(self.on(device), tensors on device)``: other CPU tensors of the batch (its labels)
+        travel in the same host-to-device copy as the params when these are not there yet."""
         device = torch.device(device)
-        if self.lam.device == device:
-            return self
         cache = self.__dict__.setdefault("_on_device", {})
-        if device not in cache:
-            moved = to_device(device, self.lam, self.perm, self.boxes, self.cutmix)
-            cache[device] = MixupParams._trusted(*moved, image_size=self.image_size)
-        return cache[device]
+        if self.lam.device == device or device in cache:
+            return (self if self.lam.device == device else cache[device]), to_device(device, *tensors)
+        moved = to_device(device, self.lam, self.perm, self.boxes, self.cutmix, *tensors)
+        cache[device] = MixupParams._trusted(*moved[:4], image_size=self.image_size)
+        return cache[device], moved[4:]
 
     @property
     def batch_size(self) -> int:

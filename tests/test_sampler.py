@@ -171,3 +171,18 @@ def test_to_device_packs_tensors_into_one_buffer_with_their_dtypes_and_shapes():
     moved[1][0] = 99  # views of a new buffer, not of the inputs
     assert labels[0] == 0
     assert to_device("cpu") == ()
+
+
+def test_on_with_moves_the_labels_in_the_params_copy_and_caches_the_params():
+    p = MixupSampler(MixupConfig(alpha=1.0, cutmix_alpha=1.0, mode="elem"), 4).sample(6, image_size=(8, 8))
+    labels = torch.arange(6) * 5
+    d, (lab,) = p.on_with("meta", labels)  # "meta": a device other than the CPU that runs here
+    assert lab.device.type == "meta" and lab.shape == labels.shape and lab.dtype == labels.dtype
+    assert d.lam.device.type == "meta" and d.boxes.shape == (6, 4) and d.image_size == (8, 8)
+    # one buffer, one copy: λ (24 B), partners (48), boxes (192), cutmix (6 -> 8) and labels (48)
+    assert lab.untyped_storage().nbytes() == d.lam.untyped_storage().nbytes() == 24 + 48 + 192 + 8 + 48
+    assert p.on("meta") is d
+    d2, (lab2,) = p.on_with("meta", labels)  # params cached: only the labels travel
+    assert d2 is d and lab2.device.type == "meta"
+    same, (cpu_labels,) = p.on_with("cpu", labels)
+    assert same is p and torch.equal(cpu_labels, labels)
