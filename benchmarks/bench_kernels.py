@@ -75,6 +75,21 @@ def _peer_fn(peer, x, labels):
     cuda = x.is_cuda
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     sampler = MixupSampler(MixupConfig(alpha=1.0, mode="elem"), seed=0)
+
+    def probed(what, call):
+        """``call`` then a sync, timed; tried once first: a peer that refuses this input is skipped."""
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 - a peer that cannot do this case is skipped
+            pytest.skip(f"{what} does not take this input: {type(e).__name__}: {e}")
+
+        def fn():
+            y = call()
+            sync()
+            return y
+
+        return fn
+
     if peer in ("ours-cpu", "ours-cuda"):
         out = torch.empty_like(x)
 
@@ -132,17 +147,7 @@ def _peer_fn(peer, x, labels):
         except ImportError as e:
             pytest.skip(f"torchvision not installed ({e})")
         mixup = v2.MixUp(alpha=1.0, num_classes=NUM_CLASSES)
-        try:
-            mixup(x, labels)
-        except Exception as e:  # noqa: BLE001 - a peer that cannot do this case is skipped
-            pytest.skip(f"torchvision MixUp does not take this input: {type(e).__name__}: {e}")
-
-        def fn():
-            y = mixup(x, labels)
-            sync()
-            return y
-
-        return fn
+        return probed("torchvision MixUp", lambda: mixup(x, labels))
     if peer == "timm-Mixup":
         try:
             from timm.data import Mixup
@@ -150,17 +155,7 @@ def _peer_fn(peer, x, labels):
             pytest.skip(f"timm not installed ({e})")
         mixup = Mixup(mixup_alpha=1.0, cutmix_alpha=0.0, label_smoothing=0.0, num_classes=NUM_CLASSES)
         xt = x.clone()  # timm mixes in place
-        try:
-            mixup(xt, labels)
-        except Exception as e:  # noqa: BLE001
-            pytest.skip(f"timm Mixup does not take this input: {type(e).__name__}: {e}")
-
-        def fn():
-            y = mixup(xt, labels)
-            sync()
-            return y
-
-        return fn
+        return probed("timm Mixup", lambda: mixup(xt, labels))
     raise AssertionError(peer)
 
 

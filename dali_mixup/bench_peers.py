@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -84,8 +84,8 @@ def dali_plain(source: Source, **kw):
                                       last_batch_policy=LastBatchPolicy.PARTIAL)
 
 
-class _WdsLabels:
-    """Turns WebDataset 'cls' bytes into mixed one-hot targets with the graph's perm and λ."""
+class _AfterDali:
+    """A DALI iterator (``len``, ``reset``) whose batches pass through ``_batch``, one dict each."""
 
     def __init__(self, it, num_classes: int):
         self.it, self.num_classes = it, num_classes
@@ -97,15 +97,24 @@ class _WdsLabels:
         self.it.reset()
 
     def __iter__(self):
+        for batch in self.it:
+            yield [self._batch(batch[0])]
+
+    def _batch(self, b: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class _WdsLabels(_AfterDali):
+    """Turns WebDataset 'cls' bytes into mixed one-hot targets with the graph's perm and λ."""
+
+    def _batch(self, b):
         from .iterator import _label_indices
 
-        for batch in self.it:
-            b = batch[0]
-            y = _label_indices(b["label"]).to(b["data"].device)
-            perm = b["perm"].reshape(-1).long().to(y.device)
-            lam = b["lam"].reshape(-1, 1).float().to(y.device)
-            oh = torch.nn.functional.one_hot(y, self.num_classes).float()
-            yield [{"data": b["data"], "label": lam * oh + (1 - lam) * oh[perm]}]
+        y = _label_indices(b["label"]).to(b["data"].device)
+        perm = b["perm"].reshape(-1).long().to(y.device)
+        lam = b["lam"].reshape(-1, 1).float().to(y.device)
+        oh = torch.nn.functional.one_hot(y, self.num_classes).float()
+        return {"data": b["data"], "label": lam * oh + (1 - lam) * oh[perm]}
 
 
 def dali_native_mixup(source: Source, *, alpha: float, num_classes: int, **kw):
@@ -123,33 +132,27 @@ def dali_native_mixup(source: Source, *, alpha: float, num_classes: int, **kw):
     return _WdsLabels(it, num_classes) if wds else it
 
 
-class EagerTorchMixup:
+class EagerTorchMixup(_AfterDali):
     """DALI's iterator, then eager torch mixup as DeepLearningExamples' ``MixUpWrapper``:
     one λ ~ Beta(α, α) per batch, ``torch.randperm`` partners, one-hot targets mixed alike."""
 
     def __init__(self, it, alpha: float, num_classes: int, seed: int = 0):
-        self.it, self.alpha, self.num_classes = it, alpha, num_classes
+        super().__init__(it, num_classes)
+        self.alpha = alpha
         self.rng = np.random.default_rng(seed)
 
-    def __len__(self):
-        return len(self.it)
-
-    def reset(self):
-        self.it.reset()
-
-    def __iter__(self):
+    def _batch(self, b):
         from .iterator import _label_indices
 
-        for batch in self.it:
-            data = batch[0]["data"]
-            y = _label_indices(batch[0]["label"]).to(data.device)
-            with torch.no_grad():
-                c = float(self.rng.beta(self.alpha, self.alpha))
-                perm = torch.randperm(data.shape[0], device=data.device)
-                target = torch.zeros(data.shape[0], self.num_classes, device=data.device).scatter_(1, y.view(-1, 1), 1.0)
-                md = c * data + (1 - c) * data[perm]
-                mt = c * target + (1 - c) * target[perm]
-            yield [{"data": md, "label": mt}]
+        data = b["data"]
+        y = _label_indices(b["label"]).to(data.device)
+        with torch.no_grad():
+            c = float(self.rng.beta(self.alpha, self.alpha))
+            perm = torch.randperm(data.shape[0], device=data.device)
+            target = torch.zeros(data.shape[0], self.num_classes, device=data.device).scatter_(1, y.view(-1, 1), 1.0)
+            md = c * data + (1 - c) * data[perm]
+            mt = c * target + (1 - c) * target[perm]
+        return {"data": md, "label": mt}
 
 
 def dali_torch_mixup(source: Source, *, alpha: float, num_classes: int, seed: int, **kw):

@@ -245,55 +245,38 @@ MIX_TARGETS_PARAMS = (
 MIX_TARGETS_OUT = "float32 out"
 
 
-@functools.lru_cache(maxsize=None)
-def _mix_images_kernel():
+def _elementwise(params: str, out: str, op: str, name: str):
+    """A CuPy ``ElementwiseKernel`` over the shared preamble (CuPy compiles it on first launch)."""
     import cupy
 
-    return cupy.ElementwiseKernel(
-        MIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_IMAGES_OP, name="dali_mixup_mix_images", preamble=MIX_PREAMBLE
-    )
+    return cupy.ElementwiseKernel(params, out, op, name=name, preamble=MIX_PREAMBLE)
+
+
+@functools.lru_cache(maxsize=None)
+def _mix_images_kernel():
+    return _elementwise(MIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_IMAGES_OP, "dali_mixup_mix_images")
 
 
 @functools.lru_cache(maxsize=None)
 def _mix_images_packed_kernel():
-    import cupy
-
-    return cupy.ElementwiseKernel(
-        MIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_IMAGES_PACKED_OP,
-        name="dali_mixup_mix_images_packed", preamble=MIX_PREAMBLE,
-    )
+    return _elementwise(MIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_IMAGES_PACKED_OP,
+                        "dali_mixup_mix_images_packed")
 
 
 @functools.lru_cache(maxsize=None)
 def _mix_cutmix_images_kernel():
-    import cupy
-
-    return cupy.ElementwiseKernel(
-        MIX_CUTMIX_IMAGES_PARAMS,
-        MIX_IMAGES_OUT,
-        MIX_CUTMIX_IMAGES_OP,
-        name="dali_mixup_mix_cutmix_images",
-        preamble=MIX_PREAMBLE,
-    )
+    return _elementwise(MIX_CUTMIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_CUTMIX_IMAGES_OP, "dali_mixup_mix_cutmix_images")
 
 
 @functools.lru_cache(maxsize=None)
 def _mix_cutmix_images_packed_kernel():
-    import cupy
-
-    return cupy.ElementwiseKernel(
-        MIX_CUTMIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_CUTMIX_IMAGES_PACKED_OP,
-        name="dali_mixup_mix_cutmix_images_packed", preamble=MIX_PREAMBLE,
-    )
+    return _elementwise(MIX_CUTMIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_CUTMIX_IMAGES_PACKED_OP,
+                        "dali_mixup_mix_cutmix_images_packed")
 
 
 @functools.lru_cache(maxsize=None)
 def _mix_targets_kernel():
-    import cupy
-
-    return cupy.ElementwiseKernel(
-        MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP, name="dali_mixup_mix_targets", preamble=MIX_PREAMBLE
-    )
+    return _elementwise(MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP, "dali_mixup_mix_targets")
 
 
 #: the CuPy dtype each torch dtype travels as: the 16-bit floats as their bits, float16 as uint16

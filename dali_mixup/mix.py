@@ -173,40 +173,20 @@ def mix_images(
         return out
     out_flat = _memory_order_view(out)
     sample_size = x.numel() // n
-    if params.has_cutmix:
-        grid = _cutmix_grid(x, layout, params)
-        if x.is_cuda:
-            from . import kernels
-
-            dp = params.on(x.device)
-            kernels.launch_mix_cutmix_images(
-                x_flat,
-                dp.lam,
-                dp.perm,
-                dp.cutmix,
-                dp.boxes,
-                grid,
-                out_flat,
-            )
-        else:
-            cpu.mix_images_cpu(
-                x_flat.view(n, sample_size), params.lam, params.perm, out_flat.view(n, sample_size),
-                cutmix=params.cutmix, boxes=params.boxes, grid=grid,
-            )
-        return out
+    grid = _cutmix_grid(x, layout, params) if params.has_cutmix else None
     if x.is_cuda:
         from . import kernels
 
         dp = params.on(x.device)
-        kernels.launch_mix_images(
-            x_flat,
-            dp.lam,
-            dp.perm,
-            sample_size,
-            out_flat,
-        )
-    else:
+        if grid is None:
+            kernels.launch_mix_images(x_flat, dp.lam, dp.perm, sample_size, out_flat)
+        else:
+            kernels.launch_mix_cutmix_images(x_flat, dp.lam, dp.perm, dp.cutmix, dp.boxes, grid, out_flat)
+    elif grid is None:
         cpu.mix_images_cpu(x_flat.view(n, sample_size), params.lam, params.perm, out_flat.view(n, sample_size))
+    else:
+        cpu.mix_images_cpu(x_flat.view(n, sample_size), params.lam, params.perm, out_flat.view(n, sample_size),
+                           cutmix=params.cutmix, boxes=params.boxes, grid=grid)
     return out
 
 

@@ -126,6 +126,8 @@ def to_device(device, *tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     labels are a few hundred bytes: the cost of moving them is the number of copies, not their
     size.
     """
+    if not tensors:  # e.g. ``on_with`` with the params already there: no copy at all
+        return ()
     device = torch.device(device)
     offsets, total = [], 0
     for t in tensors:

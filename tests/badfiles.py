@@ -80,16 +80,18 @@ def _noise_rgb(h: int, w: int, seed: int) -> np.ndarray:
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def _jpeg_bytes(img: Image.Image, **kw) -> bytes:
+def _encoded(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90, **kw)
+    img.save(buf, format=fmt, **kw)
     return buf.getvalue()
+
+
+def _jpeg_bytes(img: Image.Image, **kw) -> bytes:
+    return _encoded(img, "JPEG", quality=90, **kw)
 
 
 def _png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    return _encoded(img, "PNG")
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -222,9 +224,7 @@ def write_corpus(directory: os.PathLike | str) -> dict[str, pathlib.Path]:
     d = files / "directory.jpg"
     d.mkdir(exist_ok=True)
     out["directory_named_jpg"] = d
-    gif = io.BytesIO()
-    rgb.convert("P").save(gif, format="GIF")
-    put("gif", "animation.gif", gif.getvalue())
+    put("gif", "animation.gif", _encoded(rgb.convert("P"), "GIF"))
 
     # --- valid odd files -------------------------------------------------------------------
     put("png_named_jpg", "png_named.jpg", _png_bytes(rgb))
@@ -240,21 +240,11 @@ def write_corpus(directory: os.PathLike | str) -> dict[str, pathlib.Path]:
     put("one_by_one_jpeg", "one_by_one.jpg", _jpeg_bytes(Image.new("RGB", (1, 1), (200, 30, 60))))
     put("one_by_one_png", "one_by_one.png", _png_bytes(Image.new("RGB", (1, 1), (200, 30, 60))))
     put("small_jpeg", "small.jpg", _jpeg_bytes(Image.fromarray(_noise_rgb(CROP // 2, CROP - 24, 5))))
-    bmp = io.BytesIO()
-    rgb.save(bmp, format="BMP")
-    put("bmp", "image.bmp", bmp.getvalue())
-    tif = io.BytesIO()
-    rgb.save(tif, format="TIFF")
-    put("tiff", "image.tiff", tif.getvalue())
-    webp = io.BytesIO()
-    rgb.save(webp, format="WEBP", quality=80)
-    put("webp", "image.webp", webp.getvalue())
-    jp2 = io.BytesIO()
-    rgb.save(jp2, format="JPEG2000")
-    put("jp2", "image.jp2", jp2.getvalue())
-    ppm = io.BytesIO()
-    rgb.save(ppm, format="PPM")
-    put("ppm", "image.ppm", ppm.getvalue())
+    put("bmp", "image.bmp", _encoded(rgb, "BMP"))
+    put("tiff", "image.tiff", _encoded(rgb, "TIFF"))
+    put("webp", "image.webp", _encoded(rgb, "WEBP", quality=80))
+    put("jp2", "image.jp2", _encoded(rgb, "JPEG2000"))
+    put("ppm", "image.ppm", _encoded(rgb, "PPM"))
     put("jpeg_trailing_garbage", "trailing.jpg", valid + b"\x00" * 100 + np.random.default_rng(6).bytes(8000))
     exif_jpeg = _jpeg_bytes(rgb, exif=_exif_with_thumbnail())
     put("jpeg_exif_thumbnail", "exif_thumb.jpg", exif_jpeg)
