@@ -92,8 +92,10 @@ class MixupParams:
         travel in the same host-to-device copy as the params when these are not there yet."""
         device = torch.device(device)
         cache = self.__dict__.setdefault("_on_device", {})
-        if self.lam.device == device or device in cache:
-            return (self if self.lam.device == device else cache[device]), to_device(device, *tensors)
+        if self.lam.device == device:
+            return self, to_device(device, *tensors)
+        if device in cache:
+            return cache[device], to_device(device, *tensors)
         moved = to_device(device, self.lam, self.perm, self.boxes, self.cutmix, *tensors)
         cache[device] = MixupParams._trusted(*moved[:4], image_size=self.image_size)
         return cache[device], moved[4:]
