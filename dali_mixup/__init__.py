@@ -5,6 +5,7 @@ Importing this package imports neither CuPy, nor DALI, nor torchvision: the DALI
 """
 
 from .config import MixMode, MixupConfig, Pairing
+from .fields import BatchMixer, Blend, Keep, LabelEncoding, Rule, SoftTarget
 from .mix import mix_images, mix_targets
 from .sampler import MixupParams, MixupSampler
 
@@ -14,16 +15,24 @@ _LAZY = {
     "DALIMixupIterator": "iterator",
     "LastBatchPolicy": "iterator",
     "create_loader": "loader",
+    "LoaderSpec": "spec",
+    "BadDataError": "validate",
     "train_pipeline": "pipeline",
     "val_pipeline": "pipeline",
 }
 
 __all__ = [
+    "BatchMixer",
+    "Blend",
+    "Keep",
+    "LabelEncoding",
     "MixMode",
     "MixupConfig",
     "MixupParams",
     "MixupSampler",
     "Pairing",
+    "Rule",
+    "SoftTarget",
     "mix_images",
     "mix_targets",
     *_LAZY,

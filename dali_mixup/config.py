@@ -8,11 +8,12 @@ Features", ICCV 2019, https://arxiv.org/abs/1905.04899
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-import math
-import numbers
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
+
+from .checks import check_bool, check_choice, check_num_classes, check_real
 
 
 class MixMode(str, enum.Enum):
@@ -49,29 +50,8 @@ class Pairing(str, enum.Enum):
     ROLL = "roll"
 
 
-def _check_real(name: str, value, *, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"MixupConfig.{name} must be a real number, got {value!r} ({type(value).__name__})")
-    v = float(value)
-    bad = not math.isfinite(v)
-    if low is not None:
-        bad |= v <= low if low_open else v < low
-    if high is not None:
-        bad |= v >= high if high_open else v > high
-    if bad:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        rng = f"{lo}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{hi}"
-        raise ValueError(f"MixupConfig.{name} must be in {rng}, got {value!r}")
-    return v
-
-
-def _check_enum(name: str, enum_type, value):
-    try:
-        return enum_type(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum_type)
-        raise ValueError(f"MixupConfig.{name} must be one of {allowed}; got {value!r}") from None
+def _check_real(name: str, value, **bounds) -> float:
+    return check_real(f"MixupConfig.{name}", value, **bounds)
 
 
 def _check_minmax(value):
@@ -147,28 +127,30 @@ class MixupConfig:
         beta = self.alpha if self.beta is None else self.beta
         set_(self, "beta", _check_real("beta", beta, low=0.0, low_open=True))
         set_(self, "prob", _check_real("prob", self.prob, low=0.0, high=1.0))
-        set_(self, "mode", _check_enum("mode", MixMode, self.mode))
-        set_(self, "pairing", _check_enum("pairing", Pairing, self.pairing))
+        set_(self, "mode", check_choice("MixupConfig.mode", MixMode, self.mode))
+        set_(self, "pairing", check_choice("MixupConfig.pairing", Pairing, self.pairing))
         set_(
             self,
             "label_smoothing",
             _check_real("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True),
         )
         if self.num_classes is not None:
-            if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, numbers.Integral):
-                raise TypeError(f"MixupConfig.num_classes must be an int, got {self.num_classes!r}")
-            if self.num_classes < 1:
-                raise ValueError(f"MixupConfig.num_classes must be >= 1, got {self.num_classes!r}")
-            set_(self, "num_classes", int(self.num_classes))
-        if not isinstance(self.enabled, bool):
-            raise TypeError(f"MixupConfig.enabled must be a bool, got {self.enabled!r}")
+            set_(self, "num_classes", check_num_classes("MixupConfig.num_classes", self.num_classes))
+        check_bool("MixupConfig.enabled", self.enabled)
         set_(self, "cutmix_alpha", _check_real("cutmix_alpha", self.cutmix_alpha, low=0.0))
         set_(self, "cutmix_minmax", _check_minmax(self.cutmix_minmax))
         set_(self, "switch_prob", _check_real("switch_prob", self.switch_prob, low=0.0, high=1.0))
-        if not isinstance(self.correct_lam, bool):
-            raise TypeError(f"MixupConfig.correct_lam must be a bool, got {self.correct_lam!r}")
+        check_bool("MixupConfig.correct_lam", self.correct_lam)
         if self.mode is MixMode.PAIR and self.pairing is Pairing.ROLL:
             raise ValueError(
                 "MixupConfig.mode='pair' needs mutual partners; pairing='roll' is not its own "
                 "inverse. Use pairing='flip' or 'derangement'."
             )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-serialisable fields (enums as their values); ``MixupConfig(**d)`` rebuilds it."""
+        d = dataclasses.asdict(self)
+        d["mode"], d["pairing"] = self.mode.value, self.pairing.value
+        if d["cutmix_minmax"] is not None:
+            d["cutmix_minmax"] = list(d["cutmix_minmax"])
+        return d

@@ -1,21 +1,23 @@
-"""``DALIMixupIterator``: a drop-in for DALI's ``DALIClassificationIterator`` that hands out
-mixed batches and soft targets.
+"""``DALIMixupIterator``: DALI's generic PyTorch iterator plus a pure batch mixer.
 
-It is DALI's own PyTorch iterator (same constructor, epoch accounting, shards,
-``last_batch_policy``, ``len()``, ``reset()``) with mixup applied to each batch it yields. With
-DALI's default (dynamic) executor the plain iterator hands out DALI's buffers through DLPack;
-here the mixup kernel reads that buffer in place (stream-ordered: DALI's ``__dlpack__`` makes
-torch's current stream wait for the producer) and writes the tensor handed out, so mixing is
-the one pass over the batch. Tensors handed out are owned by torch and stay valid.
+It is DALI's own iterator (same constructor, epoch accounting, shards, ``last_batch_policy``,
+``len()``, ``reset()``); each batch it yields goes through a ``BatchMixer`` that applies each
+named field's rule (``dali_mixup.fields``) with one set of params drawn per batch.
+Classification — a drop-in for ``DALIClassificationIterator`` — is one configuration of it:
+``{"data": Blend(layout, dtype), "label": SoftTarget(num_classes)}``.
+
+With DALI's default (dynamic) executor the plain iterator hands out DALI's buffers through
+DLPack; here the mixup kernel reads that buffer in place (stream-ordered: DALI's ``__dlpack__``
+makes torch's current stream wait for the producer) and writes the tensor handed out, so mixing
+is the one pass over the batch. Tensors handed out are owned by torch and stay valid.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import time
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -23,16 +25,16 @@ from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
+from . import state as state_codec
+from .checks import check_layout, check_seed, resolve_num_classes
 from .config import MixupConfig
-from .mix import IMAGE_DTYPES, _targets, mix_images
-from .sampler import MixupParams, MixupSampler
-from .sources import Source
+from .fields import BatchMixer, Blend, LabelEncoding, Rule, SoftTarget
+from .mix import IMAGE_DTYPES
+from .sampler import MixupSampler
+from .sources import Source, SourceKind
+from .validate import BadDataError, diagnose_read_error
 
 __all__ = ["BadDataError", "DALIMixupIterator", "LastBatchPolicy"]
-
-
-class BadDataError(RuntimeError):
-    """DALI failed on the data; the message names the bad files where a header scan finds them."""
 
 
 def _shard_seed(seed: int, index: int) -> int:
@@ -53,30 +55,13 @@ def _torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def _encode_checkpoint(cp) -> str:
-    return base64.b64encode(cp if isinstance(cp, bytes) else cp.encode()).decode("ascii")
-
-
-def _decode_checkpoint(text: str):
-    return base64.b64decode(text.encode("ascii"))
-
-
-def _label_indices(label: torch.Tensor) -> torch.Tensor:
-    """(N,) int64 class indices from the reader's labels: int32 (N, 1) for files, or the
-    zero-padded ASCII bytes (N, L) of WebDataset ``cls`` members."""
-    if label.dtype == torch.uint8:  # WebDataset .cls text
-        rows = label.cpu().numpy()
-        out = []
-        for row in rows:
-            text = bytes(row).rstrip(b"\x00").strip()
-            try:
-                out.append(int(text))
-            except ValueError:
-                raise ValueError(f"a WebDataset 'cls' member is not an ASCII integer: {text[:20]!r}") from None
-        return torch.tensor(out, dtype=torch.int64)
-    if label.is_floating_point():
-        raise TypeError(f"labels must be integers, the pipeline produced {label.dtype}")
-    return label.reshape(label.shape[0], -1)[:, 0].to(torch.int64).contiguous()
+def classification_fields(num_classes: int, *, layout: str = "NCHW", dtype: Optional[torch.dtype] = None,
+                          label_smoothing: float = 0.0, source: Optional[Source] = None) -> Dict[str, Rule]:
+    """``{"data": Blend, "label": SoftTarget}``: what ``DALIClassificationIterator`` users get.
+    The labels' encoding follows from the source (WebDataset ``cls`` text, else class ids)."""
+    encoding = LabelEncoding.ASCII if source is not None and source.kind is SourceKind.WEBDATASET else LabelEncoding.INDEX
+    return {"data": Blend(layout=layout, dtype=dtype),
+            "label": SoftTarget(num_classes, label_smoothing, encoding=encoding)}
 
 
 class DALIMixupIterator(DALIGenericIterator):
@@ -88,14 +73,20 @@ class DALIMixupIterator(DALIGenericIterator):
     Args:
         mixup: a ``MixupConfig`` (its ``num_classes`` or ``num_classes`` here is required);
             ``None`` or ``enabled=False`` gives DALI's iterator with one-hot soft targets.
-        seed: seeds the mixup sampler (one independent stream per pipeline and shard).
-        num_classes: C; overrides ``mixup.num_classes``.
+        seed: seeds the mixup sampler (one independent stream per pipeline and shard), in
+            [0, 2**63).
+        num_classes: C; must agree with ``mixup.num_classes`` when both are given.
         dtype: dtype of the images handed out (default: what the pipeline produces); e.g.
             ``torch.bfloat16``, which DALI cannot produce, is cast by the mixup kernel.
         pipeline_factory: ``checkpoint -> Pipeline``; lets ``load_state_dict`` rebuild the
             pipelines from DALI checkpoints (``create_loader`` passes one).
-        source: the ``Source`` the pipelines read; lets a decode error name the bad files.
+        source: the ``Source`` the pipelines read: a decode error names the bad files, the labels'
+            encoding follows from it, and a saved state records its digest.
         layout: 'NCHW' or 'NHWC', the pipeline's image layout (where CutMix boxes go).
+        fields: ``{output name: Rule}`` for pipelines with other outputs than
+            ``(images, labels)`` (see ``dali_mixup.fields``); replaces ``num_classes``, ``dtype``,
+            ``layout``. A ``SoftTarget`` whose ``label_smoothing`` is ``None`` takes the
+            ``MixupConfig``'s.
 
     Yields:
         ``[{"data": (N, ...) mixed images, "label": (N, C) float32 soft targets,
@@ -104,7 +95,8 @@ class DALIMixupIterator(DALIGenericIterator):
         for a GPU pipeline); ``lam`` and ``perm`` are the CPU tensors the sampler drew, as used
         by the kernel. Two-loss form: ``lam*CE(out, y) + (1-lam)*CE(out, y[perm])``. With
         CutMix configured, also ``"cutmix"`` (N,) bool and ``"boxes"`` (N, 4) int64
-        (y0, y1, x0, x1), and ``lam`` is the box-corrected λ.
+        (y0, y1, x0, x1), and ``lam`` is the box-corrected λ. A sample that is its own partner
+        (a batch of 1, the middle of an odd batch under ``flip``) is unmixed: ``lam`` 1.
 
     ``last_batch_policy`` (DALI's ``LastBatchPolicy``), 7 samples, batch 2, one shard:
     PARTIAL yields [1,2] [3,4] [5,6] [7] (mixup never pairs with padding: the short batch is
@@ -131,105 +123,85 @@ class DALIMixupIterator(DALIGenericIterator):
         pipeline_factory: Optional[Callable[[Optional[str]], Pipeline]] = None,
         source: Optional[Source] = None,
         layout: str = "NCHW",
+        fields: Optional[Mapping[str, Rule]] = None,
     ) -> None:
-        if layout not in ("NCHW", "NHWC"):
-            raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
-        self._layout = layout
+        if mixup is not None and not isinstance(mixup, MixupConfig):
+            raise TypeError(f"mixup must be a MixupConfig or None, got {type(mixup).__name__}")
+        self._seed = check_seed("seed", seed)
         self.source = source
         self.classes = source.classes if source is not None else None
-        self._init_kwargs = dict(
+        self._pipeline_factory = pipeline_factory
+        if fields is None:
+            check_layout(layout)
+            if dtype is not None and dtype not in IMAGE_DTYPES:
+                raise TypeError(f"dtype must be one of {', '.join(map(str, IMAGE_DTYPES))}; got {dtype!r}")
+            self.num_classes = resolve_num_classes(num_classes, mixup.num_classes if mixup else None)
+            fields = classification_fields(self.num_classes, layout=layout, dtype=dtype, source=source,
+                                           label_smoothing=None)
+        else:
+            targets = [r for r in fields.values() if isinstance(r, SoftTarget)]
+            self.num_classes = targets[0].num_classes if targets else None
+        self._fields = dict(fields)
+        #: DALI's own arguments, kept to attach new pipelines on ``load_state_dict``
+        self._dali_kwargs = dict(
             size=size, reader_name=reader_name, auto_reset=auto_reset, fill_last_batch=fill_last_batch,
             dynamic_shape=dynamic_shape, last_batch_padded=last_batch_padded, last_batch_policy=last_batch_policy,
-            prepare_first_batch=prepare_first_batch, mixup=mixup, seed=seed, num_classes=num_classes, dtype=dtype,
-            pipeline_factory=pipeline_factory, source=source, layout=layout,
+            prepare_first_batch=prepare_first_batch,
         )
-        self._pipeline_factory = pipeline_factory
         #: host (CPU) seconds spent in ``__next__`` since construction (or ``load_state_dict``,
         #: which starts a new dict): waiting for and taking DALI's outputs ("dali"), sampling and
         #: launching the mix ("mix"), and batches served. On a GPU the mix is launched, not waited
         #: for, so "mix" is the host cost of mixup. DALI prepares the first batch inside the
         #: constructor: its DALI time is not counted, the batch is.
         self.host_seconds: Dict[str, float] = {"dali": 0.0, "mix": 0.0, "batches": 0}
-        if mixup is None:
-            mixup = MixupConfig(enabled=False, num_classes=num_classes)
-        if not isinstance(mixup, MixupConfig):
-            raise TypeError(f"mixup must be a MixupConfig or None, got {type(mixup).__name__}")
-        num_classes = num_classes if num_classes is not None else mixup.num_classes
-        if num_classes is None:
-            raise ValueError("num_classes: give it here or in MixupConfig.num_classes")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-        if dtype is not None and dtype not in IMAGE_DTYPES:
-            raise TypeError(f"dtype must be one of {IMAGE_DTYPES}, got {dtype!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self._dead: Optional[BadDataError] = None
         pipes = pipelines if isinstance(pipelines, list) else [pipelines]
-        self.num_classes = int(num_classes)
-        self._mixup = mixup = self._with_classes(mixup)
-        self._dtype = dtype
-        self._seed = int(seed)
-        self._samplers = [
-            MixupSampler(mixup, _shard_seed(self._seed, self._pipe_shard(p, reader_name, i))) for i, p in enumerate(pipes)
-        ]
-        with self._naming_bad_files():  # the first batch is prepared here
-            super().__init__(
-                pipelines,
-                ["data", "label"],
-                size=size,
-                reader_name=reader_name,
-                auto_reset=auto_reset,
-                fill_last_batch=fill_last_batch,
-                dynamic_shape=dynamic_shape,
-                last_batch_padded=last_batch_padded,
-                last_batch_policy=last_batch_policy,
-                prepare_first_batch=prepare_first_batch,
-            )
+        self.mixup = mixup if mixup is not None else MixupConfig(enabled=False, num_classes=self.num_classes)
+        self._samplers = [MixupSampler(self._mixup, _shard_seed(self._seed, self._pipe_shard(p, reader_name, i)))
+                          for i, p in enumerate(pipes)]
+        self._attach(pipelines)
+
+    def _attach(self, pipelines) -> None:
+        """Hand the pipelines to DALI's iterator (which prepares the first batch)."""
+        self.host_seconds = {"dali": 0.0, "mix": 0.0, "batches": 0}
+        with self._naming_bad_files():
+            super().__init__(pipelines, list(self._fields), **self._dali_kwargs)
 
     @contextlib.contextmanager
     def _naming_bad_files(self):
-        """DALI's decode errors do not always name the file ("nvImageCodec failure: '#4'"): scan
-        the source's files and raise ``BadDataError`` naming the bad ones."""
+        """DALI's decode errors do not always name the file: a ``BadDataError`` naming them."""
+        if self._dead is not None:
+            raise self._dead
         try:
             yield
         except RuntimeError as e:
             if self.source is None or not self.source.files:
                 raise
-            from .validate import scan_files
-
-            problems = scan_files(self.source.files)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if problems:
-                listed = "\n  ".join(str(p) for p in problems[:20])
-                more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-                raise BadDataError(
-                    f"DALI could not read a batch ({first}). Bad files in the dataset:\n  {listed}{more}\n"
-                    "Fix or remove them, or build the loader with on_error='skip'. This iterator is no "
-                    "longer usable; build a new one."
-                ) from e
-            raise BadDataError(
-                f"DALI could not read a batch: {first}. The header scan finds no bad file, so the damage is "
-                "inside an image's data. This iterator is no longer usable; build a new one."
-            ) from e
-
-    def _with_classes(self, mixup: MixupConfig) -> MixupConfig:
-        if not isinstance(mixup, MixupConfig):
-            raise TypeError(f"mixup must be a MixupConfig, got {type(mixup).__name__}")
-        if mixup.num_classes is not None and mixup.num_classes != self.num_classes:
-            raise ValueError(f"mixup.num_classes={mixup.num_classes} but the iterator has num_classes={self.num_classes}")
-        return dataclasses.replace(mixup, num_classes=self.num_classes)
+            self._dead = diagnose_read_error(e, self.source.files)
+            raise self._dead from e
 
     @property
     def mixup(self) -> MixupConfig:
         """The ``MixupConfig`` in force. Assign a new one between epochs, e.g.
         ``loader.mixup = dataclasses.replace(loader.mixup, enabled=False)`` for the last
-        epochs; the samplers keep their random streams."""
+        epochs; the samplers keep their random streams (and ``state_dict`` records it)."""
         return self._mixup
 
     @mixup.setter
     def mixup(self, config: MixupConfig) -> None:
-        self._mixup = self._with_classes(config)
-        for sampler in self._samplers:
-            sampler.config = self._mixup
+        if not isinstance(config, MixupConfig):
+            raise TypeError(f"mixup must be a MixupConfig, got {type(config).__name__}")
+        if self.num_classes is not None:
+            resolve_num_classes(self.num_classes, config.num_classes)
+            config = dataclasses.replace(config, num_classes=self.num_classes)
+        self._mixup = config
+        self._mixer = BatchMixer({
+            name: dataclasses.replace(rule, label_smoothing=config.label_smoothing)
+            if isinstance(rule, SoftTarget) and rule.label_smoothing is None else rule
+            for name, rule in self._fields.items()
+        })
+        for sampler in getattr(self, "_samplers", ()):
+            sampler.config = config
 
     @staticmethod
     def _pipe_shard(pipe: Pipeline, reader_name: Optional[str], index: int) -> int:
@@ -243,83 +215,80 @@ class DALIMixupIterator(DALIGenericIterator):
         with self._naming_bad_files():
             batches = super().__next__()
         t1 = time.perf_counter()
-        mixed = [self._mix(i, b) for i, b in enumerate(batches)]
+        cutmix_on = self._mixup.cutmix_on
+        mixed = []
+        for sampler, batch in zip(self._samplers, batches):
+            # On the CPU, DALI's worker threads already occupy the cores: torch's own thread pool
+            # would spin against them (mixing in the iterator measured 2x slower on 2 cores).
+            cuda = batch[self._mixer.output_map[0]].is_cuda
+            with contextlib.nullcontext() if cuda else _torch_threads(1):
+                mixed.append(self._mixer(batch, self._mixer.sample(sampler, batch), with_cutmix=cutmix_on))
         times = self.host_seconds
         times["dali"] += t1 - t0
         times["mix"] += time.perf_counter() - t1
         times["batches"] += 1
         return mixed
 
-    def _mix(self, index: int, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        x = batch["data"]
-        labels = _label_indices(batch["label"])
-        n = x.shape[0]
-        if labels.shape[0] != n:
-            raise RuntimeError(f"the pipeline returned {n} images but {labels.shape[0]} labels")
-        # Labels from the reader are CPU tensors: checked here, on the host, so the targets
-        # kernel skips its device-side assert. A pipeline that moved them to the GPU has them
-        # checked there (no host sync).
-        checked = not labels.is_cuda
-        if checked and n and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            bad = sorted(set(labels[(labels < 0) | (labels >= self.num_classes)].tolist()))
-            raise ValueError(f"labels {bad[:10]} are outside [0, num_classes={self.num_classes})")
-        hw = None
-        if self.mixup.cutmix_on and x.dim() == 4:
-            hw = tuple(x.shape[2:4]) if self._layout == "NCHW" else tuple(x.shape[1:3])
-        params = self._samplers[index].sample(n, image_size=hw)
-        out_dtype = self._dtype or x.dtype
-        if x.is_cuda and labels.device != x.device:  # one copy with λ/partners, queued, not waited for
-            _, (labels,) = params.on_with(x.device, labels.cpu())
-        # On the CPU, DALI's worker threads already occupy the cores: torch's own thread pool
-        # would spin against them (mixing in the iterator measured 2x slower on 2 cores).
-        with contextlib.nullcontext() if x.is_cuda else _torch_threads(1):
-            if self.mixup.enabled or out_dtype != x.dtype:
-                images = mix_images(x, params, dtype=out_dtype, layout=self._layout)
-            else:
-                images = x
-            targets = _targets(labels, params, self.num_classes, self.mixup.label_smoothing, checked=checked)
-        out = {"data": images, "label": targets, "lam": params.lam, "perm": params.perm, "label_index": labels}
-        if self.mixup.cutmix_on:
-            out.update(cutmix=params.cutmix, boxes=params.boxes)
-        return out
-
     # -- resume ------------------------------------------------------------------------------
-    STATE_FORMAT = "dali-mixup/1"
+    def identity(self) -> Dict[str, Any]:
+        """What a saved state belongs to: the data set's digest, its size, the shard layout,
+        batch size and last-batch policy (see ``dali_mixup.state``)."""
+        shards, epoch_size = [], None
+        reader = self._dali_kwargs["reader_name"]
+        for p in self._pipes:
+            if reader:
+                meta = p.reader_meta(reader)
+                shards.append([int(meta["shard_id"]), int(meta["number_of_shards"])])
+                epoch_size = int(meta["epoch_size"])
+        return {
+            "dataset": state_codec.dataset_digest(self.source),
+            "epoch_size": epoch_size,
+            "shards": shards or None,
+            "batch_size": [int(p.max_batch_size) for p in self._pipes],
+            "last_batch_policy": self._dali_kwargs["last_batch_policy"].name,
+            "pipelines": len(self._pipes),
+        }
 
     def state_dict(self) -> Dict[str, Any]:
         """Where the iterator is: DALI's pipeline checkpoints (reader position, random state,
-        epoch accounting) and the mixup samplers' generator states. JSON-serialisable.
+        epoch accounting), the mixup samplers' generator states, the ``MixupConfig`` in force,
+        the seed and what the state belongs to. JSON-serialisable.
 
         After ``load_state_dict`` the next batch is the one the saved iterator would have
         yielded next: nothing repeated, nothing lost.
         """
-        return {
-            "format": self.STATE_FORMAT,  # DALI checkpoints as base64 text: the state is JSON
-            "dali": [_encode_checkpoint(cp) for cp in self.checkpoints()],
-            "samplers": [s.state_dict() for s in self._samplers],
-        }
+        return state_codec.encode(state_codec.IteratorState(
+            checkpoints=self.checkpoints(), samplers=[s.state_dict() for s in self._samplers],
+            mixup=self._mixup, seed=self._seed, identity=self.identity(),
+        ))
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Resume from ``state_dict()``. Iterators made by ``create_loader`` rebuild their
         pipelines from the checkpoints; for your own pipelines, build them with
         ``checkpoint=state["dali"][i]`` (and ``enable_checkpointing=True``) before constructing
-        the iterator, then call this to restore the mixup samplers."""
-        if not isinstance(state, dict) or state.get("format") != self.STATE_FORMAT:
-            raise ValueError(f"state is not a {self.STATE_FORMAT} state_dict (got keys {sorted(state) if isinstance(state, dict) else type(state).__name__})")
-        checkpoints, samplers = [_decode_checkpoint(cp) for cp in state["dali"]], state["samplers"]
-        if len(checkpoints) != len(self._pipes) or len(samplers) != len(self._samplers):
-            raise ValueError(
-                f"state is for {len(checkpoints)} pipeline(s), this iterator has {len(self._pipes)}"
-            )
+        the iterator, then call this to restore the mixup samplers.
+
+        Refused (``ValueError``, naming each difference) when the state belongs to other data,
+        shards, batch size or policy, or was saved with another seed. The saved ``MixupConfig``
+        is restored (e.g. mixup switched off for the last epochs stays off).
+        """
+        st = state_codec.decode(state)
+        if len(st.checkpoints) != len(self._pipes):
+            raise ValueError(f"state is for {len(st.checkpoints)} pipeline(s), this iterator has {len(self._pipes)}")
+        state_codec.check_identity(st.identity, self.identity())
+        if st.seed is not None and st.seed != self._seed:
+            raise ValueError(f"load_state_dict: the state was saved with seed={st.seed}, this iterator has "
+                             f"seed={self._seed}; build it with seed={st.seed}")
         if self._pipeline_factory is not None:
-            pipes = [self._pipeline_factory(cp) for cp in checkpoints]
-            kwargs = dict(self._init_kwargs, mixup=self._mixup)
-            self._pipes = None  # drop the old pipelines (and their threads) before building new ones
-            DALIMixupIterator.__init__(self, pipes if len(pipes) > 1 else pipes[0], **kwargs)
+            pipes = [self._pipeline_factory(cp) for cp in st.checkpoints]
+            self._pipes = None  # drop the old pipelines (and their threads) before the new ones start
+            self._attach(pipes if len(pipes) > 1 else pipes[0])
         elif not all(p.is_restored_from_checkpoint for p in self._pipes):
             raise ValueError(
                 "load_state_dict: these pipelines were not built from the checkpoints; build each with "
                 "checkpoint=state['dali'][i] before constructing the iterator"
             )
-        for sampler, st in zip(self._samplers, samplers):
-            sampler.load_state_dict(st)
+        if st.mixup is not None:
+            self.mixup = st.mixup
+        for sampler, saved in zip(self._samplers, st.samplers):
+            sampler.load_state_dict(saved)

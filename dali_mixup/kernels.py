@@ -245,38 +245,25 @@ MIX_TARGETS_PARAMS = (
 MIX_TARGETS_OUT = "float32 out"
 
 
-def _elementwise(params: str, out: str, op: str, name: str):
-    """A CuPy ``ElementwiseKernel`` over the shared preamble (CuPy compiles it on first launch)."""
+#: Every kernel, by name: (params, output, operation). CuPy's style: a named module-level kernel
+#: per operation, compiled on first launch for the dtypes it meets (``get_kernel``).
+KERNELS = {
+    "mix_images": (MIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_IMAGES_OP),
+    "mix_images_packed": (MIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_IMAGES_PACKED_OP),
+    "mix_cutmix_images": (MIX_CUTMIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_CUTMIX_IMAGES_OP),
+    "mix_cutmix_images_packed": (MIX_CUTMIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_CUTMIX_IMAGES_PACKED_OP),
+    "mix_targets": (MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def get_kernel(name: str):
+    """The CuPy ``ElementwiseKernel`` ``KERNELS[name]`` over the shared preamble, named
+    ``dali_mixup_<name>``; made once per process (CuPy compiles per dtype and device on launch)."""
     import cupy
 
-    return cupy.ElementwiseKernel(params, out, op, name=name, preamble=MIX_PREAMBLE)
-
-
-@functools.lru_cache(maxsize=None)
-def _mix_images_kernel():
-    return _elementwise(MIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_IMAGES_OP, "dali_mixup_mix_images")
-
-
-@functools.lru_cache(maxsize=None)
-def _mix_images_packed_kernel():
-    return _elementwise(MIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_IMAGES_PACKED_OP,
-                        "dali_mixup_mix_images_packed")
-
-
-@functools.lru_cache(maxsize=None)
-def _mix_cutmix_images_kernel():
-    return _elementwise(MIX_CUTMIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_CUTMIX_IMAGES_OP, "dali_mixup_mix_cutmix_images")
-
-
-@functools.lru_cache(maxsize=None)
-def _mix_cutmix_images_packed_kernel():
-    return _elementwise(MIX_CUTMIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_CUTMIX_IMAGES_PACKED_OP,
-                        "dali_mixup_mix_cutmix_images_packed")
-
-
-@functools.lru_cache(maxsize=None)
-def _mix_targets_kernel():
-    return _elementwise(MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP, "dali_mixup_mix_targets")
+    params, out, op = KERNELS[name]
+    return cupy.ElementwiseKernel(params, out, op, name=f"dali_mixup_{name}", preamble=MIX_PREAMBLE)
 
 
 #: the CuPy dtype each torch dtype travels as: the 16-bit floats as their bits, float16 as uint16
@@ -353,9 +340,9 @@ def launch_mix_images(x_flat, lam, perm, sample_size: int, out_flat) -> None:
         args = (_cupy_view(x_flat), _cupy_view(lam), _cupy_view(perm))
         if packable(x_flat, out_flat, sample_size):
             pack = pack_width(x_flat.element_size())
-            _mix_images_packed_kernel()(*args, sample_size // pack, _cupy_view(out_flat), size=x_flat.numel() // pack)
+            get_kernel("mix_images_packed")(*args, sample_size // pack, _cupy_view(out_flat), size=x_flat.numel() // pack)
         else:
-            _mix_images_kernel()(*args, sample_size, _cupy_view(out_flat))
+            get_kernel("mix_images")(*args, sample_size, _cupy_view(out_flat))
 
 
 def launch_mix_cutmix_images(x_flat, lam, perm, cut, boxes, grid, out_flat) -> None:
@@ -375,11 +362,11 @@ def launch_mix_cutmix_images(x_flat, lam, perm, cut, boxes, grid, out_flat) -> N
             _cupy_view(boxes.contiguous().view(-1)),
         )
         if inner == 1 and width % pack == 0 and packable(x_flat, out_flat, sample_size):
-            _mix_cutmix_images_packed_kernel()(
+            get_kernel("mix_cutmix_images_packed")(
                 *args, sample_size // pack, height, width // pack, _cupy_view(out_flat), size=x_flat.numel() // pack
             )
         else:
-            _mix_cutmix_images_kernel()(*args, sample_size, inner, height, width, _cupy_view(out_flat))
+            get_kernel("mix_cutmix_images")(*args, sample_size, inner, height, width, _cupy_view(out_flat))
 
 
 def launch_mix_targets(labels, lam, perm, num_classes: int, on_value, off_value, out) -> None:
@@ -387,7 +374,7 @@ def launch_mix_targets(labels, lam, perm, num_classes: int, on_value, off_value,
     import numpy as np
 
     with _on_torch_stream(out.device):
-        _mix_targets_kernel()(
+        get_kernel("mix_targets")(
             _cupy_view(labels),
             _cupy_view(lam),
             _cupy_view(perm),

@@ -12,12 +12,11 @@ import numpy as np
 import torch
 
 from . import cpu
+from .checks import LAYOUTS  # noqa: F401  (older imports)
+from .checks import check_layout, check_num_classes, check_real
 from .sampler import MixupParams
 
 IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32)
-
-
-LAYOUTS = ("NCHW", "NHWC")
 
 
 def _memory_order(t: torch.Tensor) -> Optional[Tuple[int, ...]]:
@@ -137,8 +136,7 @@ def mix_images(
     if x.dtype not in IMAGE_DTYPES:
         raise TypeError(f"x.dtype must be one of uint8, float16, bfloat16, float32; got {x.dtype}")
     _check_params(params, x.shape[0], "x")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+    check_layout(layout)
     x_flat = _memory_order_view(x)
     if x_flat is None:
         x = x.contiguous()  # a strided view of something else: one copy, then the fast path
@@ -222,10 +220,8 @@ def mix_targets(
         labels = labels.view(-1)
     if labels.dim() != 1:
         raise ValueError(f"labels must have shape (N,) or (N, 1), got {tuple(labels.shape)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-    if isinstance(label_smoothing, bool) or not (0.0 <= float(label_smoothing) < 1.0):
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    num_classes = check_num_classes("num_classes", num_classes)
+    label_smoothing = check_real("label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
     _check_params(params, labels.shape[0], "labels")
     return _targets(labels.to(torch.int64).contiguous(), params, int(num_classes), float(label_smoothing), checked=False)
 

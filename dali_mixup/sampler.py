@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .checks import check_int, check_seed
 from .config import MixMode, MixupConfig, Pairing
 
 
@@ -111,8 +112,15 @@ class MixupParams:
 
     @classmethod
     def identity(cls, batch_size: int) -> "MixupParams":
-        """λ = 1 and perm = identity: the batch unchanged."""
-        return cls(torch.ones(batch_size, dtype=torch.float32), torch.arange(batch_size, dtype=torch.int64))
+        """λ = 1 and perm = identity: the batch unchanged (``is_identity`` is True)."""
+        params = cls._trusted(torch.ones(batch_size, dtype=torch.float32), torch.arange(batch_size, dtype=torch.int64))
+        object.__setattr__(params, "_identity", True)
+        return params
+
+    @property
+    def is_identity(self) -> bool:
+        """True for ``MixupParams.identity`` (mixup off): a rule may hand its input out as it is."""
+        return self.__dict__.get("_identity", False)
 
 
 _ALIGN = 8  # bytes: every tensor in the staging buffer starts where an int64 may
@@ -273,10 +281,8 @@ class MixupSampler:
     def __init__(self, config: MixupConfig, seed: int = 0):
         if not isinstance(config, MixupConfig):
             raise TypeError(f"MixupSampler.config must be a MixupConfig, got {type(config).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"MixupSampler.seed must be a non-negative int, got {seed!r}")
         self.config = config
-        self.seed = int(seed)
+        self.seed = check_seed("seed", seed)
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
 
     def _partners(self, n: int) -> np.ndarray:
@@ -302,9 +308,7 @@ class MixupSampler:
             ``cutmix`` and ``image_size``. With CutMix off the draws are exactly those of a
             mixup-only sampler with the same seed.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
-            raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
-        n = int(batch_size)
+        n = check_int("batch_size", batch_size, 0)
         cfg = self.config
         size = _check_image_size(image_size, "MixupSampler.sample(image_size=...)")
         if cfg.cutmix_on and size is None:
@@ -333,7 +337,7 @@ class MixupSampler:
             lam = np.empty(n)
             lam[reps] = draws
             lam[perm[reps]] = draws
-            lam[perm == np.arange(n)] = 1.0
+        lam[perm == np.arange(n)] = 1.0  # its own partner (batch of 1, middle of an odd flip): unmixed
         return MixupParams._trusted(torch.from_numpy(lam.astype(np.float32)), torch.from_numpy(perm.astype(np.int64)),
                                     image_size=size)
 
@@ -363,9 +367,8 @@ class MixupSampler:
             lam = np.where(use_cutmix, 1.0 - area / float(size[0] * size[1]), lam)
         boxes[~use_cutmix] = 0
         lam, use_cutmix, boxes = lam[owner], use_cutmix[owner], boxes[owner]
-        if cfg.mode is MixMode.PAIR:  # a sample left without a partner (odd n) is unmixed
-            alone = perm == np.arange(n)
-            lam[alone], use_cutmix[alone], boxes[alone] = 1.0, False, 0
+        alone = perm == np.arange(n)  # its own partner (odd n under flip or pair, n = 1): unmixed
+        lam[alone], use_cutmix[alone], boxes[alone] = 1.0, False, 0
         return MixupParams._trusted(
             torch.from_numpy(lam.astype(np.float32)),
             torch.from_numpy(perm.astype(np.int64)),

@@ -5,8 +5,7 @@ and for several kinds of bad file its message does not name the file (``nvImageC
 '#4'``). Other bad files it decodes without complaint: a header that claims 60000 x 60000 pixels
 is a 10.8 GB allocation if the data is there. ``scan_files`` reads only each file's header and
 its last few kilobytes, in threads, and reports what can be seen there; ``filter_files`` turns
-the report into an exception or a one-time warning; ``check_image_folder`` checks the layout of
-an ImageFolder root the way ``fn.readers.file(file_root=...)`` reads it.
+the report into an exception or a one-time warning.
 
 What DALI itself does with each kind of bad file (the study behind these checks) is written up
 in ``notes/dali_bad_files.md``.
@@ -35,13 +34,10 @@ __all__ = [
     "DALI_IMAGE_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
     "BadFilesWarning",
-    "EmptyClass",
-    "FolderReport",
     "OnError",
     "Problem",
     "ProblemKind",
     "ValidationError",
-    "check_image_folder",
     "filter_files",
     "scan_file",
     "scan_files",
@@ -99,7 +95,7 @@ class ValidationError(ValueError):
 
 
 class BadFilesWarning(UserWarning):
-    """Issued once by ``filter_files(on_error="skip")`` and ``check_image_folder``."""
+    """Issued once by ``filter_files(on_error="skip")``."""
 
 
 class OnError(str, enum.Enum):
@@ -116,22 +112,6 @@ class OnError(str, enum.Enum):
 
     RAISE = "raise"
     SKIP = "skip"
-
-
-class EmptyClass(str, enum.Enum):
-    """What ``check_image_folder`` does with a class folder that holds no image file.
-
-    Worked example: root with ``bird/`` (empty), ``cat/`` (3 files), ``dog/`` (2 files).
-    DALI's ``fn.readers.file(file_root=root)`` numbers classes over all sub-folders in sorted
-    order, empty or not: cat is label 1 and dog label 2, and label 0 never occurs.
-
-    - ``WARN`` (default): one ``BadFilesWarning`` naming ``bird``; the labels stay as DALI
-      numbers them, so the model's output 0 is simply never a target.
-    - ``RAISE``: ``ValueError`` naming ``bird``.
-    """
-
-    WARN = "warn"
-    RAISE = "raise"
 
 
 def _enum_arg(cls, value, name: str):
@@ -585,91 +565,25 @@ def filter_files(
     return [paths[i] for i in keep], (None if labels is None else [labels[i] for i in keep])
 
 
-@dataclass(frozen=True)
-class FolderReport:
-    """What ``check_image_folder`` found.
-
-    Attributes:
-        classes: class folder names, sorted; a class's label is its index here (DALI's rule).
-        counts: image files per class (top level of each class folder only, as DALI reads).
-        ignored: files and sub-folders in class folders that DALI's ``file_root`` reader passes
-            over (other extensions, nested folders), sorted.
-    """
-
-    classes: tuple[str, ...]
-    counts: tuple[int, ...]
-    ignored: tuple[str, ...]
+class BadDataError(RuntimeError):
+    """DALI failed on the data; the message names the bad files where a header scan finds them.
+    The iterator that raised it is dead: every later ``next()`` raises it again."""
 
 
-def check_image_folder(
-    root: "os.PathLike[str] | str",
-    *,
-    extensions: Sequence[str] = DALI_IMAGE_EXTENSIONS,
-    empty_class: "EmptyClass | str" = EmptyClass.WARN,
-) -> FolderReport:
-    """Check an ImageFolder root (``root/<class>/<image>``) as DALI's ``file_root`` reads it.
-
-    DALI lists the sub-folders of ``root`` in sorted order and numbers them 0, 1, ... (empty
-    ones too); in each it takes the files whose extension matches, case-insensitively, and
-    passes over files at the root, nested folders and other extensions without a word.
-
-    Args:
-        root: the dataset folder.
-        extensions: image extensions, with the dot (matched case-insensitively).
-        empty_class: what to do with a class folder holding no image (see ``EmptyClass``).
-
-    Returns:
-        A ``FolderReport``. Files DALI passes over are named in one ``BadFilesWarning``.
-
-    Raises:
-        ValueError: ``root`` is missing, not a folder, has no class folders, or holds no image
-            at all; ``empty_class="raise"`` and a class folder is empty.
-    """
-    mode = _enum_arg(EmptyClass, empty_class, "empty_class")
-    exts = tuple(e.lower() for e in extensions)
-    if not exts or not all(isinstance(e, str) and e.startswith(".") for e in exts):
-        raise ValueError(f"extensions must be strings starting with '.', got {extensions!r}")
-    r = os.fspath(root)
-    if not os.path.exists(r):
-        raise ValueError(f"root {r!r} does not exist")
-    if not os.path.isdir(r):
-        raise ValueError(f"root {r!r} is not a folder")
-    try:
-        entries = sorted(os.scandir(r), key=lambda e: e.name)
-    except OSError as e:
-        raise ValueError(f"root {r!r} cannot be listed: {e.strerror or e}") from None
-    class_dirs = [e for e in entries if e.is_dir()]
-    if not class_dirs:
-        loose = sum(1 for e in entries if e.is_file())
-        extra = f" ({loose} files lie directly in it; DALI reads only root/<class>/<file>)" if loose else ""
-        raise ValueError(f"root {r!r} has no class folders{extra}")
-    counts, ignored = [], []
-    for d in class_dirs:
-        n = 0
-        with os.scandir(d.path) as it:
-            for e in it:
-                if e.is_file() and e.name.lower().endswith(exts):
-                    n += 1
-                else:
-                    ignored.append(os.path.join(d.name, e.name) + ("/" if e.is_dir() else ""))
-        counts.append(n)
-    if sum(counts) == 0:
-        raise ValueError(
-            f"root {r!r} holds no image files: its {len(class_dirs)} class folders have no file "
-            f"ending in {', '.join(exts)}"
+def diagnose_read_error(error: BaseException, files: Sequence[str]) -> BadDataError:
+    """A ``BadDataError`` for DALI's read/decode ``error`` (which does not always name the file:
+    "nvImageCodec failure: '#4'"), naming the bad files a header scan of ``files`` finds."""
+    problems = scan_files(files)
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if problems:
+        listed = "\n  ".join(str(p) for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        return BadDataError(
+            f"DALI could not read a batch ({first}). Bad files in the dataset:\n  {listed}{more}\n"
+            "Fix or remove them, or build the loader with on_error='skip'. This iterator is no "
+            "longer usable; build a new one."
         )
-    report = FolderReport(tuple(d.name for d in class_dirs), tuple(counts), tuple(sorted(ignored)))
-    empty = [name for name, n in zip(report.classes, counts) if n == 0]
-    notes = []
-    if empty:
-        labels = ", ".join(f"{name!r} (label {report.classes.index(name)})" for name in empty)
-        msg = f"{len(empty)} of {len(class_dirs)} class folders in {r!r} hold no image: {labels}"
-        if mode is EmptyClass.RAISE:
-            raise ValueError(msg)
-        notes.append(msg + "; their labels are kept, so later classes keep their numbers")
-    if ignored:
-        shown = ", ".join(ignored[:10]) + (f" ... and {len(ignored) - 10} more" if len(ignored) > 10 else "")
-        notes.append(f"{len(ignored)} entries in class folders are not read (not {'/'.join(exts)}, or nested): {shown}")
-    if notes:
-        warnings.warn("\n".join(notes), BadFilesWarning, stacklevel=2)
-    return report
+    return BadDataError(
+        f"DALI could not read a batch: {first}. The header scan finds no bad file, so the damage is "
+        "inside an image's data. This iterator is no longer usable; build a new one."
+    )

@@ -76,15 +76,8 @@ def elementwise_source(name, params, out, op, preamble, types):
     )
 
 
-# kernel kind -> (its parameters, its output, its operation)
-IMAGE_KERNELS = {
-    "mix_images": (kernels.MIX_IMAGES_PARAMS, kernels.MIX_IMAGES_OUT, kernels.MIX_IMAGES_OP),
-    "mix_images_packed": (kernels.MIX_IMAGES_PACKED_PARAMS, kernels.MIX_IMAGES_PACKED_OUT, kernels.MIX_IMAGES_PACKED_OP),
-    "mix_cutmix_images": (kernels.MIX_CUTMIX_IMAGES_PARAMS, kernels.MIX_IMAGES_OUT, kernels.MIX_CUTMIX_IMAGES_OP),
-    "mix_cutmix_images_packed": (
-        kernels.MIX_CUTMIX_IMAGES_PACKED_PARAMS, kernels.MIX_IMAGES_PACKED_OUT, kernels.MIX_CUTMIX_IMAGES_PACKED_OP,
-    ),
-}
+# the image kernels of ``kernels.KERNELS`` (kind -> its parameters, its output, its operation)
+IMAGE_KERNELS = {kind: spec for kind, spec in kernels.KERNELS.items() if kind != "mix_targets"}
 
 
 def image_kernel_source(in_dtype, out_dtype, kind="mix_images"):
@@ -94,14 +87,8 @@ def image_kernel_source(in_dtype, out_dtype, kind="mix_images"):
 
 
 def target_kernel_source(label_ctype="long long"):
-    return elementwise_source(
-        "dali_mixup_mix_targets",
-        kernels.MIX_TARGETS_PARAMS,
-        kernels.MIX_TARGETS_OUT,
-        kernels.MIX_TARGETS_OP,
-        kernels.MIX_PREAMBLE,
-        {"L": label_ctype},
-    )
+    params, out, op = kernels.KERNELS["mix_targets"]
+    return elementwise_source("dali_mixup_mix_targets", params, out, op, kernels.MIX_PREAMBLE, {"L": label_ctype})
 
 
 def nvrtc_compile(source: str, arch: str, name: str = "kernel.cu", ptx: bool = False) -> bytes:

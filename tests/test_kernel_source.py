@@ -244,8 +244,8 @@ def test_launcher_picks_packed_or_scalar_kernel(monkeypatch, host_lib, a, b, sam
 
     monkeypatch.setattr(kernels, "_on_torch_stream", lambda device: contextlib.nullcontext())
     monkeypatch.setattr(kernels, "_cupy_view", lambda t: t)
-    monkeypatch.setattr(kernels, "_mix_images_kernel", host_kernel("mix"))
-    monkeypatch.setattr(kernels, "_mix_images_packed_kernel", host_kernel("mixp"))
+    monkeypatch.setattr(kernels, "get_kernel", {"mix_images": host_kernel("mix")(),
+                                                "mix_images_packed": host_kernel("mixp")()}.__getitem__)
     kernels.launch_mix_images(x, params.lam, params.perm, sample, out)
 
     pack = _pack(a)
@@ -427,8 +427,8 @@ def test_cutmix_launcher_picks_packed_or_scalar_kernel(
 
     monkeypatch.setattr(kernels, "_on_torch_stream", lambda device: contextlib.nullcontext())
     monkeypatch.setattr(kernels, "_cupy_view", lambda t: t)
-    monkeypatch.setattr(kernels, "_mix_cutmix_images_kernel", host_kernel("cutmix"))
-    monkeypatch.setattr(kernels, "_mix_cutmix_images_packed_kernel", host_kernel("cutmixp"))
+    monkeypatch.setattr(kernels, "get_kernel", {"mix_cutmix_images": host_kernel("cutmix")(),
+                                                "mix_cutmix_images_packed": host_kernel("cutmixp")()}.__getitem__)
     kernels.launch_mix_cutmix_images(x, params.lam, params.perm, params.cutmix, params.boxes, grid, out)
 
     n, s = shape[0], xs.numel() // shape[0]

@@ -128,9 +128,10 @@ def test_params_built_directly_are_validated():
         MixupParams([0.5, 0.5], [1.0, 0.0])
 
 
-@pytest.mark.parametrize("bad", [-1, 2.5, True])
-def test_bad_batch_size(bad):
-    with pytest.raises(ValueError, match="batch_size"):
+@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_bad_batch_size(bad, exc):
+    """A wrong type is a TypeError, a wrong value a ValueError, as in create_loader (checks.py)."""
+    with pytest.raises(exc, match="batch_size"):
         MixupSampler(MixupConfig(), 0).sample(bad)
 
 

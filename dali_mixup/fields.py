@@ -1,0 +1,244 @@
+"""A sample is a set of named fields, each with a mix rule.
+
+DALI's iterators name each pipeline output (``output_map=["data", "label"]``); here each name
+also says how that field mixes. One ``MixupSampler`` draws a batch's ``MixupParams`` (λ,
+partners, CutMix boxes) once, and ``BatchMixer`` applies every field's rule with those same
+params — a pure function of ``(batch, params)``:
+
+* ``Blend``: image-like tensors (images, spectrograms, waveforms, volumes):
+  ``λ·x[i] + (1−λ)·x[perm[i]]``, and the partner's values inside a CutMix box.
+* ``SoftTarget``: class ids become ``(N, C)`` soft targets (label smoothing as timm); the parsed
+  ids are handed out as well (``label_index``) for the two-loss form.
+* ``Keep``: passed through as DALI produced it.
+
+Classification is ``{"data": Blend(...), "label": SoftTarget(...)}``; a new kind of sample adds
+rules (boxes with weights, masks pasted with the image) and a pipeline, not a new iterator.
+
+Example:
+    >>> mixer = BatchMixer({"data": Blend(), "label": SoftTarget(num_classes=10)})
+    >>> params = MixupSampler(MixupConfig(alpha=0.2), seed=0).sample(8)
+    >>> out = mixer({"data": images, "label": labels}, params)   # + lam, perm, label_index
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+
+from .checks import check_layout, check_num_classes, check_real
+from .mix import IMAGE_DTYPES, _targets, mix_images
+from .sampler import MixupParams, MixupSampler
+
+__all__ = ["BatchMixer", "Blend", "Keep", "LabelEncoding", "Rule", "SoftTarget", "class_indices"]
+
+
+class LabelEncoding(str, enum.Enum):
+    """How a pipeline's class labels are written. Follows from the source, never from the dtype.
+
+    * ``INDEX``: integer class ids, ``(N,)`` or ``(N, 1)`` of any integer dtype (DALI's file
+      reader gives int32 ``(N, 1)``; a uint8 label 51 is class 51).
+    * ``ASCII``: WebDataset ``cls`` members, ASCII digits zero-padded to ``(N, L)`` uint8
+      (``b"51"`` is class 51).
+    """
+
+    INDEX = "index"
+    ASCII = "ascii"
+
+
+def class_indices(label: torch.Tensor, encoding: LabelEncoding = LabelEncoding.INDEX,
+                  where: str = "the pipeline's labels") -> torch.Tensor:
+    """``(N,)`` int64 class ids from a pipeline's labels, on the labels' device.
+
+    Args:
+        label: the labels as DALI hands them over.
+        encoding: ``LabelEncoding`` (how they are written).
+        where: named in errors (a shard, a field).
+
+    Raises:
+        TypeError: floating-point labels. ValueError: a shape that is not one id per sample, or a
+        ``cls`` member that is not an ASCII integer.
+    """
+    encoding = LabelEncoding(encoding)
+    if encoding is LabelEncoding.ASCII:
+        rows = label.cpu().numpy()
+        out = []
+        for row in rows:
+            text = bytes(row.reshape(-1)).rstrip(b"\x00").strip()
+            try:
+                out.append(int(text))
+            except ValueError:
+                raise ValueError(f"{where}: a WebDataset 'cls' member is not an ASCII integer: {text[:20]!r}") from None
+        return torch.tensor(out, dtype=torch.int64)
+    if label.is_floating_point() or label.is_complex() or label.dtype == torch.bool:
+        raise TypeError(f"{where}: labels must be integer class ids, the pipeline produced {label.dtype}")
+    if label.dim() == 2 and label.shape[1] == 1:
+        label = label.reshape(-1)
+    if label.dim() != 1:
+        raise ValueError(
+            f"{where}: labels must be one class id per sample, shape (N,) or (N, 1); got {tuple(label.shape)}. "
+            "Multi-label targets need their own rule."
+        )
+    return label.to(torch.int64).contiguous()
+
+
+class Rule:
+    """How one named field mixes. Subclasses are frozen dataclasses (options checked once, when
+    made) with:
+
+    * ``prepare(name, value)``: parsing and checks of DALI's output, on the host for CPU tensors
+      (queued on the device, never waited for, for CUDA ones);
+    * ``travels``: whether the prepared value is a small CPU tensor that should reach the batch's
+      device in the same host-to-device copy as the params (labels for the target kernel);
+    * ``apply(name, value, params)``: the mix, returning the output fields it produces.
+    """
+
+    travels = False
+
+    def prepare(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    def apply(self, name: str, value: torch.Tensor, params: MixupParams) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def spatial_size(self, value: torch.Tensor) -> Optional[Tuple[int, int]]:
+        """(H, W) where CutMix boxes go, for a field that has them; else ``None``."""
+        return None
+
+
+@dataclass(frozen=True)
+class Blend(Rule):
+    """Image-like tensors ``(N, ...)``: ``mix_images`` (mixup, and CutMix boxes for 4-D NCHW/NHWC).
+
+    Args:
+        layout: ``"NCHW"`` or ``"NHWC"``, the order of the field's dims: where CutMix boxes go.
+        dtype: dtype handed out (``None``: what the pipeline produced); e.g. ``torch.bfloat16``,
+            which DALI cannot produce, is cast by the kernel as it mixes.
+    """
+
+    layout: str = "NCHW"
+    dtype: Optional[torch.dtype] = None
+
+    def __post_init__(self):
+        check_layout(self.layout)
+        if self.dtype is not None and self.dtype not in IMAGE_DTYPES:
+            raise TypeError(f"dtype must be one of {', '.join(map(str, IMAGE_DTYPES))}; got {self.dtype!r}")
+
+    def spatial_size(self, value):
+        if value.dim() != 4:
+            return None
+        return tuple(value.shape[2:4]) if self.layout == "NCHW" else tuple(value.shape[1:3])
+
+    def apply(self, name, value, params):
+        dtype = self.dtype or value.dtype
+        if params.is_identity and dtype == value.dtype:
+            return {name: value}  # DALI's batch as it is: no pass over it
+        return {name: mix_images(value, params, dtype=dtype, layout=self.layout)}
+
+
+@dataclass(frozen=True)
+class SoftTarget(Rule):
+    """Class ids → ``(N, C)`` float32 soft targets ``λ·onehot(y[i]) + (1−λ)·onehot(y[perm[i]])``
+    with label smoothing (on = 1 − ε + ε/C, off = ε/C); rows sum to 1.
+
+    Args:
+        num_classes: C.
+        label_smoothing: ε in [0, 1); ``None`` in an iterator's fields: the ``MixupConfig``'s.
+        encoding: ``LabelEncoding`` of the pipeline's labels.
+        index_name: the output field that carries the parsed ``(N,)`` int64 ids.
+    """
+
+    num_classes: int
+    label_smoothing: Optional[float] = 0.0
+    encoding: LabelEncoding = LabelEncoding.INDEX
+    index_name: str = "label_index"
+    travels = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "num_classes", check_num_classes("num_classes", self.num_classes))
+        if self.label_smoothing is not None:  # None: the MixupConfig's (set by the iterator)
+            object.__setattr__(self, "label_smoothing", check_real("label_smoothing", self.label_smoothing, low=0.0,
+                                                                   high=1.0, high_open=True))
+        object.__setattr__(self, "encoding", LabelEncoding(self.encoding))
+
+    def prepare(self, name, value):
+        labels = class_indices(value, self.encoding, where=f"field {name!r}")
+        c = self.num_classes
+        if labels.is_cuda:  # a pipeline that moved its labels to the GPU: checked there, no host sync
+            if labels.numel():
+                torch._assert_async(((labels >= 0) & (labels < c)).all(), "label outside [0, num_classes)")
+        # the reader's labels are CPU tensors: checked here, on the host
+        elif labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= c):
+            bad = sorted(set(labels[(labels < 0) | (labels >= self.num_classes)].tolist()))
+            raise ValueError(f"field {name!r}: labels {bad[:10]} are outside [0, num_classes={c})")
+        return labels
+
+    def apply(self, name, value, params):
+        targets = _targets(value, params, self.num_classes, self.label_smoothing or 0.0, checked=True)
+        return {name: targets, self.index_name: value}
+
+
+@dataclass(frozen=True)
+class Keep(Rule):
+    """Passed through unchanged (metadata, ids)."""
+
+    def apply(self, name, value, params):
+        return {name: value}
+
+
+class BatchMixer:
+    """Applies each field's rule to a batch with one set of params.
+
+    Args:
+        fields: ``{output name: Rule}`` in the pipeline's output order (DALI's ``output_map``).
+
+    ``sample(sampler, batch)`` draws the params (the batch size from the first field, the CutMix
+    size from the first field with a spatial size); ``__call__(batch, params)`` is pure: the same
+    batch and params give the same outputs, plus ``lam`` and ``perm`` (and ``cutmix``, ``boxes``
+    when the sampler's config has CutMix on).
+    """
+
+    def __init__(self, fields: Mapping[str, Rule]):
+        if not fields:
+            raise ValueError("fields: at least one named field is needed")
+        for name, rule in fields.items():
+            if not isinstance(name, str) or not isinstance(rule, Rule):
+                raise TypeError(f"fields must map output names to Rule objects; got {name!r}: {type(rule).__name__}")
+        self.fields: Dict[str, Rule] = dict(fields)
+        self._first = next(iter(self.fields))
+
+    @property
+    def output_map(self):
+        return list(self.fields)
+
+    def batch_size(self, batch: Mapping[str, torch.Tensor]) -> int:
+        return int(batch[self._first].shape[0])
+
+    def sample(self, sampler: MixupSampler, batch: Mapping[str, torch.Tensor]) -> MixupParams:
+        size = None
+        if sampler.config.cutmix_on:
+            size = next((s for n, r in self.fields.items() if (s := r.spatial_size(batch[n])) is not None), None)
+        return sampler.sample(self.batch_size(batch), image_size=size)
+
+    def __call__(self, batch: Mapping[str, torch.Tensor], params: MixupParams,
+                 with_cutmix: Optional[bool] = None) -> Dict[str, torch.Tensor]:
+        n = self.batch_size(batch)
+        prepared = {}
+        for name, rule in self.fields.items():
+            prepared[name] = rule.prepare(name, batch[name])
+            if prepared[name].shape[0] != n:
+                raise ValueError(f"field {name!r} has {prepared[name].shape[0]} samples, field {self._first!r} has {n}")
+        host, device = params, batch[self._first].device
+        if device.type == "cuda":  # the small CPU tensors travel with λ/partners in one copy
+            movers = [k for k, r in self.fields.items() if r.travels and not prepared[k].is_cuda]
+            params, moved = params.on_with(device, *(prepared[k] for k in movers))
+            prepared.update(zip(movers, moved))
+        out: Dict[str, torch.Tensor] = {}
+        for name, rule in self.fields.items():
+            out.update(rule.apply(name, prepared[name], params))
+        out["lam"], out["perm"] = host.lam, host.perm
+        if with_cutmix if with_cutmix is not None else host.has_cutmix:
+            out["cutmix"], out["boxes"] = host.cutmix, host.boxes
+        return out
