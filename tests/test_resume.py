@@ -58,3 +58,47 @@ def test_resume_in_process_and_bad_state(root):
     assert not torch.equal(first[0], got[0])
     with pytest.raises(ValueError, match="state_dict"):
         ld2.load_state_dict({"dali": []})
+
+
+def test_a_state_from_other_data_or_another_layout_is_refused(root, tmp_path):
+    """A state records what it belongs to: other files, shards, batch size or policy are refused
+    with a message naming the difference (instead of a silently shorter epoch or a late crash)."""
+    from dali_mixup import MixupConfig, create_loader
+
+    state = make(root).state_dict()
+    other = unique_class_set(str(tmp_path / "other"), N + 4)
+    with pytest.raises(ValueError, match="data set"):
+        create_loader(other, batch_size=4, image_size=32, device="cpu", num_threads=2, seed=21,
+                      mixup=MixupConfig(alpha=0.4, mode="elem")).load_state_dict(state)
+
+    def variant(**kw):
+        args = dict(batch_size=4, image_size=32, device="cpu", num_threads=2, seed=21,
+                    mixup=MixupConfig(alpha=0.4, mode="elem"))
+        args.update(kw)
+        return create_loader(root, **args)
+
+    with pytest.raises(ValueError, match="shard layout"):
+        variant(shard_id=0, num_shards=2).load_state_dict(state)
+    with pytest.raises(ValueError, match="batch size"):
+        variant(batch_size=5).load_state_dict(state)
+    with pytest.raises(ValueError, match="last_batch_policy"):
+        variant(last_batch_policy="drop").load_state_dict(state)
+    with pytest.raises(ValueError, match="seed=21"):
+        variant(seed=22).load_state_dict(state)
+
+
+def test_the_state_carries_the_mixup_config_in_force(root):
+    """After ``loader.mixup = replace(..., enabled=False)`` a resumed loader built the same way
+    does not mix again."""
+    import dataclasses
+
+    ld = make(root)
+    ld.mixup = dataclasses.replace(ld.mixup, enabled=False)
+    it = iter(ld)
+    next(it)
+    resumed = make(root)
+    assert resumed.mixup.enabled
+    resumed.load_state_dict(json.loads(json.dumps(ld.state_dict())))
+    assert not resumed.mixup.enabled and resumed.mixup == ld.mixup
+    b = next(iter(resumed))[0]
+    assert bool((b["lam"] == 1).all())
