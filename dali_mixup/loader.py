@@ -46,6 +46,7 @@ def create_loader(
     validate: bool = False,
     on_error: str = "raise",
     max_pixels: Optional[int] = None,
+    allow_repeats: bool = False,
 ):
     """Build the pipeline and the ``DALIMixupIterator`` over it.
 
@@ -85,6 +86,8 @@ def create_loader(
             left out up front (this scans, whatever ``validate`` says) with one warning listing
             them and their count.
         max_pixels: the decompression-bomb limit of the scan (default: Pillow's, ~89 Mpx).
+        allow_repeats: a file list may list a file more than once on purpose (else a warning
+            names the repeats; one file with two labels is always an error).
 
     Returns:
         ``DALIMixupIterator``, with ``.source`` (the resolved ``Source``) and ``.classes``;

@@ -60,6 +60,37 @@ class Source:
         return len(self.files)
 
 
+def _walk_class(root: str, top: str, seen: set) -> Tuple[list, list]:
+    """Image files under the class folder ``top``, following symbolic links but visiting each
+    real directory once per data set (a loop such as ``self -> .`` or ``up -> ..`` would
+    otherwise serve the same images many times, or another class's images under this label).
+    Returns ``(files, skipped links)``; an unreadable folder is an error."""
+    files, loops = [], []
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        real = os.path.realpath(d)
+        if real in seen:
+            loops.append(d)
+            continue
+        seen.add(real)
+        if not os.access(d, os.R_OK | os.X_OK):
+            raise ValueError(f"root: {root!r}: folder {d!r} is not readable (permission denied): its images "
+                             "would silently be missing from the data set")
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as e:
+            raise ValueError(f"root: {root!r}: cannot list {d!r}: {e.strerror}") from None
+        subdirs = []
+        for e in entries:
+            if e.is_dir():  # follows links
+                subdirs.append(e.path)
+            elif e.name.lower().endswith(IMG_EXTENSIONS):
+                files.append(e.path)
+        stack.extend(reversed(subdirs))
+    return files, loops
+
+
 def _folder(root: str) -> Source:
     if not os.path.isdir(root):
         raise ValueError(f"root: {root!r} is not a directory" if os.path.exists(root) else f"root: {root!r} does not exist")
@@ -68,13 +99,19 @@ def _folder(root: str) -> Source:
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
     if not classes:
         raise ValueError(f"root: {root!r} has no class folders (expected root/<class>/<image>)")
-    files, labels = [], []
+    files, labels, loops = [], [], []
+    seen = {os.path.realpath(root)}  # a link back to the root is a loop too
     for index, name in enumerate(classes):
-        for dirpath, _, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
-            for fname in sorted(names):
-                if fname.lower().endswith(IMG_EXTENSIONS):
-                    files.append(os.path.join(dirpath, fname))
-                    labels.append(index)
+        found, skipped = _walk_class(root, os.path.join(root, name), seen)
+        files += sorted(found)
+        labels += [index] * len(found)
+        loops += skipped
+    if loops:
+        warnings.warn(
+            f"root: {root!r}: {len(loops)} symbolic link(s) lead to folders already read and were skipped "
+            f"(each real folder is read once): {loops[:10]}",
+            stacklevel=4,
+        )
     if not files:
         raise ValueError(f"root: {root!r} has class folders but no images with extensions {IMG_EXTENSIONS}")
     empty = [name for index, name in enumerate(classes) if index not in set(labels)]
@@ -82,38 +119,70 @@ def _folder(root: str) -> Source:
         warnings.warn(
             f"root: {root!r}: class folder(s) with no images: {empty}; they keep their class index "
             "(as torchvision and DALI number them) and never occur as a label",
-            stacklevel=3,
+            stacklevel=4,
         )
     return Source(SourceKind.FOLDER, tuple(files), tuple(labels), tuple(classes))
 
 
-def _file_list(path: str) -> Source:
+def _file_list(path: str, allow_repeats: bool = False) -> Source:
+    from .checks import MAX_CLASSES
+
     if not os.path.isfile(path):
         raise ValueError(f"file_list: {path!r} does not exist or is not a file")
+    if path.lower().endswith(IMG_EXTENSIONS):
+        raise ValueError(f"file_list: {path!r} is an image, not a data set (give a folder root/<class>/<image>, "
+                         "a text file of '<path> <label>' lines, or WebDataset shards)")
     base = os.path.dirname(os.path.abspath(path))
     files, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"file_list: {path}:{lineno}: expected '<path> <label>', got {line!r}")
-            name, label = parts
-            try:
-                label = int(label)
-            except ValueError:
-                raise ValueError(f"file_list: {path}:{lineno}: label {label!r} is not an integer") from None
-            if label < 0:
-                raise ValueError(f"file_list: {path}:{lineno}: label {label} is negative")
-            full = name if os.path.isabs(name) else os.path.join(base, name)
-            if not os.path.isfile(full):
-                raise ValueError(f"file_list: {path}:{lineno}: file {full!r} does not exist")
-            files.append(full)
-            labels.append(label)
+    first_seen: dict = {}
+    repeats = []
+    with open(path, "rb") as f:
+        raw_lines = f.read().split(b"\n")
+    for lineno, raw in enumerate(raw_lines, 1):
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
+            raw = raw[3:]
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"file_list: {path}:{lineno}: not UTF-8 (byte {raw[e.start]:#04x} at column "
+                             f"{e.start + 1}); save the list as UTF-8") from None
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise ValueError(f"file_list: {path}:{lineno}: expected '<path> <label>', got {line!r}")
+        name, label = parts
+        try:
+            label = int(label)
+        except ValueError:
+            raise ValueError(f"file_list: {path}:{lineno}: label {label!r} is not an integer") from None
+        if label < 0:
+            raise ValueError(f"file_list: {path}:{lineno}: label {label} is negative")
+        if label >= MAX_CLASSES:
+            raise ValueError(f"file_list: {path}:{lineno}: label {label} is not a plausible class id "
+                             f"(>= {MAX_CLASSES}); a typo?")
+        full = name if os.path.isabs(name) else os.path.join(base, name)
+        if not os.path.isfile(full):
+            raise ValueError(f"file_list: {path}:{lineno}: file {full!r} does not exist")
+        key = os.path.realpath(full)
+        if key in first_seen:
+            was_line, was_label = first_seen[key]
+            if was_label != label:
+                raise ValueError(f"file_list: {path}:{lineno}: {name!r} is listed with label {label} here and "
+                                 f"with label {was_label} on line {was_line}")
+            repeats.append(f"{name} (lines {was_line} and {lineno})")
+        else:
+            first_seen[key] = (lineno, label)
+        files.append(full)
+        labels.append(label)
     if not files:
         raise ValueError(f"file_list: {path!r} lists no files")
+    if repeats and not allow_repeats:
+        warnings.warn(
+            f"file_list: {path}: {len(repeats)} file(s) listed more than once are served that many times per "
+            f"epoch: {repeats[:10]}. Remove the repeats, or pass allow_repeats=True if they are on purpose.",
+            stacklevel=4,
+        )
     return Source(SourceKind.FILE_LIST, tuple(files), tuple(labels), tuple(str(i) for i in range(max(labels) + 1)))
 
 
@@ -138,10 +207,35 @@ def _shard_paths(shards) -> Tuple[str, ...]:
     return tuple(paths)
 
 
+def check_shard(path: str) -> None:
+    """Read every member header of a WebDataset shard: a truncated or corrupt tar raises a
+    ``ValueError`` naming the shard and the last good member (DALI's own message names neither)."""
+    last = None
+    size = os.path.getsize(path)
+    try:
+        with tarfile.open(path) as tf:
+            for m in tf:
+                if m.offset_data + m.size > size:
+                    raise tarfile.ReadError(f"member {m.name!r} needs {m.size} bytes, the file ends "
+                                            f"{size - m.offset_data} bytes into it (truncated)")
+                last = m.name
+                end = m.offset_data + -(-m.size // 512) * 512
+            # what follows the last member must be the end-of-archive marker: zero blocks
+            with open(path, "rb") as f:
+                f.seek(end if last else 0)
+                tail = f.read()
+            if len(tail) < 1024 or tail.strip(b"\0"):
+                raise tarfile.ReadError("the file ends without tar's end-of-archive blocks (truncated)")
+    except (tarfile.TarError, EOFError, OSError) as e:
+        after = f" after member {last!r}" if last else ""
+        raise ValueError(f"shards: {path!r} is damaged{after}: {e}") from None
+
+
 def scan_shard_classes(paths: Sequence[str]) -> int:
     """Number of classes in WebDataset shards: 1 + the largest ``.cls`` value (reads the tars)."""
     top = -1
     for p in paths:
+        check_shard(p)
         with tarfile.open(p) as tf:
             for m in tf:
                 if m.isfile() and m.name.rsplit(".", 1)[-1] == WDS_LABEL_EXT:
@@ -156,7 +250,7 @@ def scan_shard_classes(paths: Sequence[str]) -> int:
 
 
 def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike] = None, shards=None,
-                   num_classes: Optional[int] = None) -> Source:
+                   num_classes: Optional[int] = None, allow_repeats: bool = False) -> Source:
     """Exactly one of ``root``, ``file_list``, ``shards``.
 
     Args:
@@ -165,6 +259,9 @@ def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike
         shards: a ``.tar`` path, a directory of ``.tar`` files, a glob, or a list of paths;
             each sample has an image member (jpg/jpeg/png) and a ``cls`` member (ASCII integer).
         num_classes: for shards, skips reading them to count classes.
+        allow_repeats: a file list may name a file more than once on purpose (served as often
+            as listed); otherwise repeats are served but warned about. One file with two
+            different labels is always an error.
     """
     given = [n for n, v in (("root", root), ("file_list", file_list), ("shards", shards)) if v is not None]
     if len(given) != 1:
@@ -172,7 +269,10 @@ def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike
     if root is not None:
         return _folder(os.fspath(root))
     if file_list is not None:
-        return _file_list(os.fspath(file_list))
+        return _file_list(os.fspath(file_list), allow_repeats=allow_repeats)
     paths = _shard_paths(shards)
+    if num_classes is not None:  # else scan_shard_classes reads them (and checks them)
+        for p in paths:
+            check_shard(p)
     n = num_classes if num_classes is not None else scan_shard_classes(paths)
     return Source(SourceKind.WEBDATASET, classes=tuple(str(i) for i in range(n)), shards=paths)

@@ -139,7 +139,7 @@ class LoaderSpec:
         std: Sequence[float] = (0.229, 0.224, 0.225), resize_shorter: Optional[int] = None,
         hw_decoder_load: float = 0.65, num_classes: Optional[int] = None, device_id: Optional[int] = None,
         prefetch_queue_depth: int = 2, validate: bool = False, on_error: str = "raise",
-        max_pixels: Optional[int] = None,
+        max_pixels: Optional[int] = None, allow_repeats: bool = False,
     ) -> "LoaderSpec":
         """Check every argument, resolve the source (and scan it when ``validate`` or
         ``on_error='skip'``), and fill the machine-dependent defaults."""
@@ -185,7 +185,8 @@ class LoaderSpec:
         from_mixup = mixup.num_classes if mixup is not None else None
         wanted = resolve_num_classes(num_classes, from_mixup, required=False)
 
-        source = resolve_source(root, file_list, shards, num_classes=wanted)
+        check_bool("allow_repeats", allow_repeats)
+        source = resolve_source(root, file_list, shards, num_classes=wanted, allow_repeats=allow_repeats)
         if validate or on_error is OnError.SKIP:
             if source.kind is SourceKind.WEBDATASET:
                 raise ValueError("validate=True / on_error='skip' need image files; for WebDataset shards DALI "
