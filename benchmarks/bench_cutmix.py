@@ -35,7 +35,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from dali_mixup._gpu import cuda_unavailable_reason
+from dali_mixup.tools.gpu import cuda_unavailable_reason
 import torch
 
 from dali_mixup import MixupConfig, MixupParams, MixupSampler, mix_images, mix_targets
@@ -151,7 +151,7 @@ def test_d2d_copy(benchmark):
 
 
 def _metadata():
-    from dali_mixup.bench import cpu_model, git_commit
+    from dali_mixup.tools.meta import cpu_model, git_commit
 
     commit, cpu = git_commit()["commit"], cpu_model()
     try:

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import pytest
 
-from dali_mixup._gpu import cuda_unavailable_reason
+from dali_mixup.tools.gpu import cuda_unavailable_reason
 
 # group -> {peer: median seconds}, filled by the benchmarks through ``record``
 RESULTS = defaultdict(dict)

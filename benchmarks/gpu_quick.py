@@ -9,12 +9,12 @@ Method:
 * Iterator throughput: images/s over 3 timed epochs after 1 warm-up epoch, median, on the same
   generated JPEGs; rows: ours (DALIMixupIterator, GPU), plain DALI iterator (same pipeline, no
   mixup), DALI + eager torch mixup. torch.cuda.synchronize() at the end of each epoch.
-Writes JSON to $OUT (or ./bench-out).
+Writes ``gpu-quick-<hardware>.json`` (with ``dali_mixup.tools.meta.metadata()``) to $OUT (or
+./bench-out).
 """
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -127,20 +127,13 @@ def iterator_throughput(root, batch_size=128, image_size=224, epochs=3):
 def main():
     out = os.environ.get("OUT", "bench-out")
     os.makedirs(out, exist_ok=True)
-    meta = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "python": platform.python_version(),
-            "cpu_cores": os.cpu_count()}
-    try:
-        import nvidia.dali as dali
-        meta["dali"] = dali.__version__
-        import cupy
-        meta["cupy"] = cupy.__version__
-    except ImportError:
-        pass
+    from dali_mixup.tools.meta import hardware_slug, metadata
+
+    meta = metadata()  # git commit, versions (torch, DALI, CuPy, ...), CPU model and cores, GPU
     result = {"meta": meta, "kernel": kernel_bandwidth()}
     if len(sys.argv) > 1:
         result["iterator"] = iterator_throughput(sys.argv[1], int(os.environ.get("BS", 128)))
-    name = meta["gpu"].replace(" ", "-")
-    with open(os.path.join(out, f"gpu_quick_{name}.json"), "w") as f:
+    with open(os.path.join(out, f"gpu-quick-{hardware_slug(meta)}.json"), "w") as f:
         json.dump(result, f, indent=1)
 
 

@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                       f" | copy {r['copy_us']:7.1f} us {r['copy_GBps']:7.0f} GB/s | {100 * r['share_of_copy']:5.1f}%"
                       f" | cutmix {r['cutmix_us']:7.1f} us ({r['cutmix_kernel_names'][0]})")
     if args.out:
-        from dali_mixup.bench import metadata
+        from dali_mixup.tools.meta import metadata
 
         with open(args.out, "w") as f:
             json.dump({"metadata": metadata(), "method": __doc__, "rows": rows}, f, indent=1, default=str)

@@ -2,7 +2,7 @@
 
 Every arm gets the same budget (model, epochs, batch size, learning rate schedule, augmentation)
 and the same seeds; the only difference is the mixup setting. Each run is ``dali-mixup train``
-(``dali_mixup/train.py``) in its own process, so the numbers are what a user of that command
+(``dali_mixup/tools/train.py``) in its own process, so the numbers are what a user of that command
 gets. The metrics are those of the last epoch on the held-out test split (450 images):
 accuracy, negative log-likelihood (NLL) and expected calibration error (ECE, 15 bins).
 
@@ -95,7 +95,7 @@ def machine() -> dict:
     import nvidia.dali
     import torch
 
-    from dali_mixup.bench import cpu_model, git_commit
+    from dali_mixup.tools.meta import cpu_model, git_commit
 
     commit = git_commit()["commit"] or ""
     return {
@@ -175,8 +175,8 @@ def plot(runs: list, path: pathlib.Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from dali_mixup.datasets import default_cache_dir
-    from dali_mixup.digits import prepare_digits
+    from dali_mixup.tools.datasets import default_cache_dir
+    from dali_mixup.tools.digits import prepare_digits
 
     t0 = time.perf_counter()
     args.data = args.data or default_cache_dir() / "digits-32"

@@ -2,7 +2,7 @@
 
 The whole loop (loader, model, soft-target loss, SGD + cosine, autocast and channels_last on a
 GPU, torchrun DDP, validation with accuracy / NLL / calibration error, checkpoint and resume)
-lives in ``dali_mixup/train.py``, written to be read top to bottom and copied; this script is
+lives in ``dali_mixup/tools/train.py``, written to be read top to bottom and copied; this script is
 the same thing as ``dali-mixup train``.
 
     # real data that ships with scikit-learn: 1,797 handwritten digits as 32x32 JPEGs
@@ -26,7 +26,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from dali_mixup.train import main  # noqa: E402
+from dali_mixup.tools.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from dali_mixup._gpu import cuda_unavailable_reason
+from dali_mixup.tools.gpu import cuda_unavailable_reason
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 

@@ -15,8 +15,9 @@ import pytest
 
 pytest.importorskip("nvidia.dali")
 
-from dali_mixup import bench, cli  # noqa: E402
-from dali_mixup.datasets import synthetic_imagenet  # noqa: E402
+from dali_mixup.tools import bench, cli  # noqa: E402
+from dali_mixup.tools.datasets import synthetic_imagenet  # noqa: E402
+from dali_mixup.tools.meta import hardware_slug  # noqa: E402
 
 TINY = ["--batch-size", "4", "--image-size", "32", "--epochs", "2", "--warmup", "0", "--workers", "1",
         "--no-progress"]
@@ -90,6 +91,8 @@ def test_bad_option_values_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["bench", *argv])
     assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dali-mixup bench: error: argument {argv[0]}: ") and err.count("\n") == 1, err
 
 
 def test_quick_sets_defaults_and_explicit_values_win():
@@ -226,10 +229,10 @@ def test_check_targets():
 def test_hardware_slug():
     meta = {"cpu": {"model": "Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.0GHz", "cores": 16},
             "gpu": {"name": "NVIDIA H100 80GB HBM3"}}
-    assert bench.hardware_slug(meta) == "intel-xeon-platinum-8480-16c-nvidia-h100-80gb-hbm3"
+    assert hardware_slug(meta) == "intel-xeon-platinum-8480-16c-nvidia-h100-80gb-hbm3"
     meta["gpu"] = None
-    assert bench.hardware_slug(meta).endswith("-16c-nogpu")
-    assert os.sep not in bench.hardware_slug(meta)
+    assert hardware_slug(meta).endswith("-16c-nogpu")
+    assert os.sep not in hardware_slug(meta)
 
 
 def test_min_seconds_runs_whole_epochs_until_the_time_has_passed(folder, tmp_path, capsys):

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from dali_mixup import datasets
-from dali_mixup.datasets import MANIFEST, SyntheticSpec, render_image, synthetic_imagenet
+from dali_mixup.tools import datasets
+from dali_mixup.tools.datasets import MANIFEST, SyntheticSpec, render_image, synthetic_imagenet
 
 
 def test_render_is_deterministic_and_seed_dependent():

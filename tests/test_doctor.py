@@ -6,12 +6,12 @@ import sys
 import pytest
 import torch
 
-from dali_mixup import doctor
-from dali_mixup.cli import build_parser
+from dali_mixup.tools import doctor
+from dali_mixup.tools.cli import build_parser
 
 
 def run_doctor(capsys, *argv):
-    args = build_parser().parse_args(["doctor", *argv])
+    args = build_parser(["doctor"]).parse_args(["doctor", *argv])
     rc = doctor.run(args)
     out, err = capsys.readouterr()
     return rc, out, err
@@ -96,14 +96,14 @@ def test_a_wrong_cpu_twin_is_caught(capsys, monkeypatch):
 
 def test_wrong_targets_are_caught(capsys, monkeypatch):
     """Soft targets that lose mass (a known bug elsewhere) fail the train + mixup check."""
-    from dali_mixup import iterator
+    from dali_mixup import fields
 
-    real = iterator._targets  # what the iterator computes its soft targets with
+    real = fields._targets  # what the iterator's SoftTarget rule computes its soft targets with
 
     def lossy(labels, params, num_classes, label_smoothing, checked):
         return real(labels, params, num_classes, label_smoothing, checked) * 0.99
 
-    monkeypatch.setattr(iterator, "_targets", lossy)
+    monkeypatch.setattr(fields, "_targets", lossy)
     rc, out, err = run_doctor(capsys, "--device", "cpu")
     assert rc == 1
     assert any(line.startswith("doctor: problem: train + mixup: batch 0: target rows sum to") for line in err.splitlines()), err
@@ -174,10 +174,10 @@ def test_generated_images_are_real_jpegs(tmp_path):
 
 
 def test_import_is_light():
-    code = ("import sys, dali_mixup.doctor\n"
+    code = ("import sys, dali_mixup.tools.doctor\n"
             "print(','.join(m for m in ('cupy', 'nvidia.dali', 'nvidia.nvimgcodec', 'torchvision', 'PIL') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"importing dali_mixup.doctor imported {out.stdout.strip()}"
+    assert out.stdout.strip() == "", f"importing dali_mixup.tools.doctor imported {out.stdout.strip()}"
 
 
 @pytest.mark.gpu

@@ -1,4 +1,4 @@
-"""The training example (``dali_mixup/train.py``), the digits data and their pieces.
+"""The training example (``dali_mixup/tools/train.py``), the digits data and their pieces.
 
 Data is made here: a tiny 3-class ImageFolder of stripe patterns (JPEGs in ``tmp_path``), and
 scikit-learn's bundled digits (no download).
@@ -16,8 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dali_mixup import digits
-from dali_mixup import train as train_mod
+from dali_mixup.tools import digits
+from dali_mixup.tools import train as train_mod
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def test_cpu_gets_no_autocast():
 
 
 def test_cli_knows_both_subcommands():
-    from dali_mixup.cli import build_parser
+    from dali_mixup.tools.cli import build_parser
 
     a = build_parser().parse_args(["train", "d", "--model", "small-cnn", "--no-channels-last"])
     assert a.model == "small-cnn" and a.channels_last is False and a.mixup_alpha == 0.2

@@ -1,4 +1,4 @@
-"""Tests for dali_mixup.validate: the header scan, filter_files and check_image_folder.
+"""Tests for dali_mixup.validate: the header scan and filter_files.
 
 The corpus comes from tests/badfiles.py. Tests that ask DALI itself (marked ``dali`` in their
 names) run it in a child process and skip where DALI is not installed.
@@ -24,7 +24,6 @@ from dali_mixup.validate import (
     Problem,
     ProblemKind,
     ValidationError,
-    check_image_folder,
     filter_files,
     scan_file,
     scan_files,
@@ -292,64 +291,6 @@ def test_filter_bad_arguments(corpus):
         filter_files([corpus["valid_0"]], [0, 1])
 
 
-# --- check_image_folder -------------------------------------------------------------------
-
-
-def test_empty_root_raises(corpus):
-    with pytest.raises(ValueError, match="has no class folders"):
-        check_image_folder(corpus["empty_root"])
-
-
-def test_root_missing_or_a_file(corpus, tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
-        check_image_folder(tmp_path / "nope")
-    with pytest.raises(ValueError, match="is not a folder"):
-        check_image_folder(corpus["valid_0"])
-
-
-def test_root_with_loose_files_only(corpus, tmp_path):
-    shutil.copy(corpus["valid_0"], tmp_path / "a.jpg")
-    with pytest.raises(ValueError, match="1 files lie directly in it"):
-        check_image_folder(tmp_path)
-
-
-def test_root_with_only_empty_class_folders(tmp_path):
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "readme.txt").write_text("x")
-    with pytest.raises(ValueError, match="holds no image files"):
-        check_image_folder(tmp_path)
-
-
-def test_empty_class_warns_and_keeps_numbering(corpus):
-    with pytest.warns(BadFilesWarning) as w:
-        report = check_image_folder(corpus["tree"])
-    assert len(w) == 1
-    msg = str(w[0].message)
-    assert "'bird' (label 0)" in msg
-    assert os.path.join("dog", "notes.txt") in msg  # the text file DALI passes over
-    assert report.classes == ("bird", "cat", "dog")
-    assert report.counts == (0, 1, 1)
-    assert report.ignored == (os.path.join("dog", "notes.txt"),)
-
-
-def test_empty_class_raise(corpus):
-    with pytest.raises(ValueError, match="'bird' \\(label 0\\)"):
-        check_image_folder(corpus["tree"], empty_class="raise")
-    with pytest.raises(ValueError, match="empty_class must be one of"):
-        check_image_folder(corpus["tree"], empty_class="drop")
-
-
-def test_extension_match_is_case_insensitive_and_nested_is_ignored(corpus, tmp_path):
-    (tmp_path / "a" / "sub").mkdir(parents=True)
-    shutil.copy(corpus["valid_0"], tmp_path / "a" / "X.JPG")
-    shutil.copy(corpus["valid_0"], tmp_path / "a" / "sub" / "deep.jpg")
-    with pytest.warns(BadFilesWarning, match="nested"):
-        report = check_image_folder(tmp_path)
-    assert report.counts == (1,)
-    assert report.ignored == (os.path.join("a", "sub") + "/",)
-
-
 # --- against DALI itself ------------------------------------------------------------------
 
 _DALI_CHILD = r"""
@@ -390,16 +331,6 @@ def test_scan_agrees_with_dali_decoder(corpus):
             assert shape == [im.size[1], im.size[0], 3], path
     assert res["bad"] == {p: "raised" for p in bad}
     assert res["after_errors"] == res["good"][:1]  # a new pipeline in the same process works
-
-
-@needs_dali
-def test_folder_labels_match_dali(corpus):
-    listed = badfiles.dali_root(corpus["tree"])
-    with pytest.warns(BadFilesWarning):
-        report = check_image_folder(corpus["tree"])
-    assert listed["files"] == [["cat/cat_0.jpg", report.classes.index("cat")],
-                               ["dog/dog_0.jpg", report.classes.index("dog")]]
-    assert "No files found" in badfiles.dali_root(corpus["empty_root"])["error"]["message"]
 
 
 def test_validate_imports_neither_pil_nor_dali():

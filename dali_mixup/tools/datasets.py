@@ -266,12 +266,3 @@ def synthetic_imagenet(
         raise
     return root
 
-
-def list_images(root: os.PathLike) -> List[Tuple[str, int]]:
-    """``(path, label)`` of every JPEG under a synthetic root, in index order."""
-    root = Path(root)
-    out = []
-    for c, d in enumerate(sorted(p for p in root.iterdir() if p.is_dir())):
-        out.extend((str(f), c) for f in sorted(d.glob("*.jpg")))
-    out.sort(key=lambda t: os.path.basename(t[0]))
-    return out

@@ -1,4 +1,4 @@
-"""Whether the CUDA path can run here (for tests, benchmarks and skips)."""
+"""Whether the CUDA path can run here: the reason tests and benchmarks give when they skip."""
 
 from __future__ import annotations
 

@@ -321,7 +321,7 @@ def write_images(root: pathlib.Path, seed: int = 0) -> int:
 
 
 def _loader(ctx: Context, **kwargs):
-    from . import create_loader
+    from dali_mixup import create_loader
 
     return create_loader(ctx.root, batch_size=BATCH_SIZE, image_size=IMAGE_SIZE, device=ctx.device,
                          num_threads=2, seed=ctx.seed, **kwargs)
@@ -375,9 +375,9 @@ def check_mix_kernel(ctx: Context) -> str:
     """mix_images on the run's device against the CPU twin (same bits) and a float64 reference."""
     import torch
 
-    from .config import MixupConfig
-    from .mix import mix_images
-    from .sampler import MixupParams, MixupSampler
+    from dali_mixup.config import MixupConfig
+    from dali_mixup.mix import mix_images
+    from dali_mixup.sampler import MixupParams, MixupSampler
 
     if ctx.val_epoch is None:
         raise CheckSkipped("no validation batch to mix (the validation check failed)")
@@ -419,9 +419,9 @@ def check_train_mixup(ctx: Context) -> str:
     pipeline's unmixed batch, and the soft targets are mix_targets of the batch's labels."""
     import torch
 
-    from .config import MixupConfig
-    from .mix import mix_images, mix_targets
-    from .sampler import MixupParams
+    from dali_mixup.config import MixupConfig
+    from dali_mixup.mix import mix_images, mix_targets
+    from dali_mixup.sampler import MixupParams
 
     mixup = MixupConfig(alpha=0.4, mode="elem", label_smoothing=0.1)
     mixed = _epoch(_loader(ctx, train=True, mixup=mixup), ctx, "training with mixup")

@@ -27,7 +27,7 @@ for our row also the host time per batch spent in DALI's ``next`` and in mixing 
 copies of λ/partners/labels, kernel launches; on a GPU the mix is queued, not waited for). Results go to
 ``<out>/bench-<hardware>.json`` and ``.png``.
 
-Without ``--data`` the built-in synthetic ImageNet-like set is used (``dali_mixup.datasets``),
+Without ``--data`` the built-in synthetic ImageNet-like set is used (``dali_mixup.tools.datasets``),
 generated once into the user's cache directory.
 """
 
@@ -40,14 +40,13 @@ import gc
 import json
 import math
 import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+from .meta import cpu_busy, cpu_cores, hardware_slug, metadata, slug
 
 SCHEMA = "dali-mixup-bench/1"
 ROWS = ("ours", "dali", "dali-mixup", "dali-torch", "torchvision")
@@ -157,117 +156,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG chart")
 
 
-# --- metadata ----------------------------------------------------------------------------------
-
-
-def _slug(text: str) -> str:
-    text = re.sub(r"\(r\)|\(tm\)|cpu @.*|processor|\d+-core|with .*", " ", text.lower())
-    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40] or "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def cpu_busy(seconds: float = 1.0) -> Optional[float]:
-    """Share of all CPUs busy over ``seconds`` (from /proc/stat), or None where unavailable."""
-
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(t) for t in f.readline().split()[1:]]
-        idle = v[3] + (v[4] if len(v) > 4 else 0)
-        return sum(v), idle
-
-    try:
-        t0, i0 = sample()
-        time.sleep(seconds)
-        t1, i1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
-
-
-def gpu_info() -> Optional[Dict[str, Any]]:
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    info = {"name": torch.cuda.get_device_name(), "count": torch.cuda.device_count(), "cuda": torch.version.cuda,
-            "driver": None}
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
-        if out.returncode == 0:
-            info["driver"] = out.stdout.strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        pass
-    return info
-
-
-def _version(module: str) -> Optional[str]:
-    try:
-        from importlib.metadata import version
-
-        dist = {"nvidia.dali": None, "cupy": None}.get(module, module)
-        if dist is None:
-            mod = __import__(module, fromlist=["__version__"])
-            return getattr(mod, "__version__", None)
-        return version(dist)
-    except Exception:  # noqa: BLE001 - a missing or broken optional package is reported as None
-        return None
-
-
-def git_commit() -> Dict[str, Any]:
-    """``{"commit", "dirty"}`` of the checkout this package runs from (``None`` outside git)."""
-    here = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10)
-        if commit.returncode == 0:
-            return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"commit": None, "dirty": None}
-
-
-def metadata() -> Dict[str, Any]:
-    import torch
-
-    gpu = gpu_info()
-    return {
-        "git": git_commit(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": {m: _version(m) for m in ("dali-mixup", "torch", "torchvision", "nvidia.dali", "cupy", "timm",
-                                              "numpy", "pillow")},
-        "cpu": {"model": cpu_model(), "cores": cpu_cores(), "logical_cpus": os.cpu_count(),
-                "torch_threads": torch.get_num_threads()},
-        "gpu": gpu,
-        "hostname": platform.node(),
-    }
-
-
-def hardware_slug(meta: Dict[str, Any]) -> str:
-    cpu = f"{_slug(meta['cpu']['model'])}-{meta['cpu']['cores']}c"
-    gpu = meta.get("gpu")
-    return f"{cpu}-{_slug(gpu['name'])}" if gpu else f"{cpu}-nogpu"
-
-
 # --- data --------------------------------------------------------------------------------------
 
 
@@ -277,7 +165,7 @@ def resolve_data(args) -> Dict[str, Any]:
     Raises:
         BenchError: the path does not exist or is not a usable data set.
     """
-    from .sources import resolve_source
+    from dali_mixup.sources import resolve_source
 
     if args.data is None:
         from .datasets import MANIFEST, synthetic_imagenet
@@ -417,8 +305,8 @@ def build_row(name: str, args, data, dev: str, num_classes: int):
     common = dict(device=dev, image_size=args.image_size, batch_size=args.batch_size, num_threads=workers,
                   seed=args.seed, dtype=args.dtype, layout="NCHW")
     if name == "ours":
-        from .config import MixupConfig
-        from .loader import create_loader
+        from dali_mixup.config import MixupConfig
+        from dali_mixup.loader import create_loader
 
         kw = dict(alpha=args.alpha, num_classes=num_classes)
         if args.cutmix is not None:
@@ -568,7 +456,7 @@ def _resolve_options(args) -> None:
         if getattr(args, k) is None:
             setattr(args, k, base[k])
     if args.cutmix is not None:
-        from .config import MixupConfig
+        from dali_mixup.config import MixupConfig
 
         if "cutmix_alpha" not in {f.name for f in dataclasses.fields(MixupConfig)}:
             raise BenchError("--cutmix: this build's MixupConfig has no cutmix_alpha field (CutMix is not available)")
@@ -588,7 +476,7 @@ def run(args) -> int:
 def _run(args) -> int:
     import torch
 
-    from .loader import resolve_device
+    from dali_mixup.loader import resolve_device
 
     try:
         dev = resolve_device(args.device)
@@ -693,7 +581,7 @@ def _run(args) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"bench-{result['hardware']}" + (f"-{_slug(args.tag)}" if args.tag else "")
+    stem = f"bench-{result['hardware']}" + (f"-{slug(args.tag)}" if args.tag else "")
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(format_table(result))

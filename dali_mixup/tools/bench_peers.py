@@ -31,8 +31,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .pipeline import IMAGENET_MEAN, IMAGENET_STD
-from .sources import Source, SourceKind
+from dali_mixup.pipeline import IMAGENET_MEAN, IMAGENET_STD
+from dali_mixup.sources import Source, SourceKind
 
 
 # --- DALI rows -------------------------------------------------------------------------------
@@ -42,7 +42,7 @@ def _dali_pipeline(source: Source, *, device: str, image_size: int, batch_size: 
                    seed: int, dtype: str, layout: str, mixup_alpha: Optional[float], num_classes: int):
     from nvidia.dali import fn, pipeline_def, types
 
-    from .pipeline import decode_augment, read_source
+    from dali_mixup.pipeline import decode_augment, read_source
 
     @pipeline_def
     def pipe():
@@ -77,11 +77,25 @@ def dali_plain(source: Source, **kw):
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
     from nvidia.dali.plugin.pytorch import DALIClassificationIterator
 
-    from .pipeline import READER_NAME
+    from dali_mixup.pipeline import READER_NAME
 
     pipe = _dali_pipeline(source, mixup_alpha=None, **kw)
     return DALIClassificationIterator(pipe, reader_name=READER_NAME, auto_reset=False,
                                       last_batch_policy=LastBatchPolicy.PARTIAL)
+
+
+def _class_indices(label: torch.Tensor, ascii_labels: bool) -> torch.Tensor:
+    """``(N,)`` int64 class ids from the reader's labels: integer ids for files, zero-padded ASCII
+    ``cls`` bytes for WebDataset shards (``ascii_labels``)."""
+    # TODO(core): public label parser: once dali_mixup.fields.class_indices is committed, drop the
+    # fallback to the iterator's private _label_indices.
+    try:
+        from dali_mixup.fields import LabelEncoding, class_indices
+    except ImportError:
+        from dali_mixup.iterator import _label_indices
+
+        return _label_indices(label)
+    return class_indices(label, LabelEncoding.ASCII if ascii_labels else LabelEncoding.INDEX)
 
 
 class _AfterDali:
@@ -108,9 +122,7 @@ class _WdsLabels(_AfterDali):
     """Turns WebDataset 'cls' bytes into mixed one-hot targets with the graph's perm and λ."""
 
     def _batch(self, b):
-        from .iterator import _label_indices
-
-        y = _label_indices(b["label"]).to(b["data"].device)
+        y = _class_indices(b["label"], ascii_labels=True).to(b["data"].device)
         perm = b["perm"].reshape(-1).long().to(y.device)
         lam = b["lam"].reshape(-1, 1).float().to(y.device)
         oh = torch.nn.functional.one_hot(y, self.num_classes).float()
@@ -122,7 +134,7 @@ def dali_native_mixup(source: Source, *, alpha: float, num_classes: int, **kw):
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-    from .pipeline import READER_NAME
+    from dali_mixup.pipeline import READER_NAME
 
     pipe = _dali_pipeline(source, mixup_alpha=alpha, num_classes=num_classes, **kw)
     wds = source.kind is SourceKind.WEBDATASET
@@ -136,16 +148,14 @@ class EagerTorchMixup(_AfterDali):
     """DALI's iterator, then eager torch mixup as DeepLearningExamples' ``MixUpWrapper``:
     one λ ~ Beta(α, α) per batch, ``torch.randperm`` partners, one-hot targets mixed alike."""
 
-    def __init__(self, it, alpha: float, num_classes: int, seed: int = 0):
+    def __init__(self, it, alpha: float, num_classes: int, seed: int = 0, ascii_labels: bool = False):
         super().__init__(it, num_classes)
-        self.alpha = alpha
+        self.alpha, self.ascii_labels = alpha, ascii_labels
         self.rng = np.random.default_rng(seed)
 
     def _batch(self, b):
-        from .iterator import _label_indices
-
         data = b["data"]
-        y = _label_indices(b["label"]).to(data.device)
+        y = _class_indices(b["label"], self.ascii_labels).to(data.device)
         with torch.no_grad():
             c = float(self.rng.beta(self.alpha, self.alpha))
             perm = torch.randperm(data.shape[0], device=data.device)
@@ -156,7 +166,8 @@ class EagerTorchMixup(_AfterDali):
 
 
 def dali_torch_mixup(source: Source, *, alpha: float, num_classes: int, seed: int, **kw):
-    return EagerTorchMixup(dali_plain(source, seed=seed, num_classes=num_classes, **kw), alpha, num_classes, seed)
+    return EagerTorchMixup(dali_plain(source, seed=seed, num_classes=num_classes, **kw), alpha, num_classes, seed,
+                           ascii_labels=source.kind is SourceKind.WEBDATASET)
 
 
 # --- the torchvision CPU baseline ------------------------------------------------------------

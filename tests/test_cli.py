@@ -1,0 +1,79 @@
+"""The ``dali-mixup`` command line: commands listed without importing them, only the command
+that runs imported, usage errors as one line and exit status 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from dali_mixup.tools import cli
+
+COMMAND_MODULES = sorted(module for module, _ in cli.COMMANDS.values())
+
+
+def _run(*argv, probe=()):
+    """``python -m dali_mixup ARGV`` in a child; returns (exit status, stdout, stderr, the probed
+    modules that were imported)."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['dali-mixup', *{list(argv)!r}]\n"
+        "try:\n"
+        "    runpy.run_module('dali_mixup', run_name='__main__', alter_sys=True)\n"
+        "    rc = 0\n"
+        "except SystemExit as e:\n"
+        "    rc = e.code\n"
+        f"loaded = [m for m in {list(probe)!r} if m in sys.modules]\n"
+        "sys.stdout.flush()\n"
+        "print('LOADED', ','.join(loaded), 'RC', rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    *lines, last = proc.stdout.rstrip("\n").split("\n")
+    assert last.startswith("LOADED "), proc.stdout + proc.stderr
+    loaded, rc = last[len("LOADED "):].rsplit(" RC ", 1)
+    return int(rc), "\n".join(lines), proc.stderr, [m for m in loaded.split(",") if m]
+
+
+def test_doctor_help_imports_only_the_doctor():
+    rc, out, err, loaded = _run("doctor", "--help", probe=(*COMMAND_MODULES, "dali_mixup.tools.bench_peers",
+                                                           "torchvision", "nvidia.dali", "cupy"))
+    assert rc == 0, err
+    assert "--device" in out  # the doctor's own options are there
+    assert loaded == ["dali_mixup.tools.doctor"], loaded
+
+
+def test_top_level_help_lists_every_command_and_imports_none():
+    rc, out, err, loaded = _run("--help", probe=COMMAND_MODULES)
+    assert rc == 0, err
+    for name, (_, help_) in cli.COMMANDS.items():
+        assert name in out and help_.split()[0] in out, name
+    assert loaded == []
+
+
+@pytest.mark.parametrize("argv, start", [
+    (["bench", "--bogus"], "dali-mixup bench: error: unrecognized arguments: --bogus"),
+    (["doctor", "--device", "tpu"], "dali-mixup doctor: error: argument --device: invalid choice"),
+    (["bogus"], "dali-mixup: error: argument COMMAND: invalid choice: 'bogus'"),
+    ([], "dali-mixup: error: the following arguments are required: COMMAND"),
+])
+def test_a_usage_error_is_one_line_and_exit_2(argv, start, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(start) and err.count("\n") == 1, err
+
+
+def test_build_parser_adds_only_the_commands_asked_for():
+    with pytest.raises(SystemExit):  # doctor's options were not added
+        cli.build_parser([]).parse_args(["doctor", "--device", "cpu"])
+    assert cli.build_parser(["doctor"]).parse_args(["doctor", "--device", "cpu"]).device == "cpu"
+    assert cli.build_parser().parse_args(["doctor", "--device", "cpu"]).device == "cpu"  # default: every command
+    with pytest.raises(ValueError, match="unknown command"):
+        cli.build_parser(["nope"])
+
+
+def test_a_command_missing_from_the_build_exits_2(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "doctor", ("dali_mixup.tools.no_such_module", "gone"))
+    assert cli.main(["doctor"]) == 2
+    assert capsys.readouterr().err == ("dali-mixup doctor: not available in this build "
+                                       "(dali_mixup.tools.no_such_module missing)\n")
