@@ -171,7 +171,7 @@ def log_mel_dali(wave, cfg: LogMelConfig, device: str):
     mel = fn.mel_filter_bank(spec, device=device, sample_rate=float(cfg.sample_rate), nfilter=cfg.n_mels,
                              freq_low=float(cfg.f_min), freq_high=cfg.freq_high, mel_formula="slaney",
                              normalize=True)
-    return fn.to_decibels(mel, device=device, multiplier=10.0, reference=0.0, cutoff_db=-float(cfg.top_db))
+    return fn.to_decibels(mel, device=device, multiplier=10.0, cutoff_db=-float(cfg.top_db))
 
 
 @functools.lru_cache(maxsize=16)
