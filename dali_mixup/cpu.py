@@ -29,7 +29,8 @@ def mix_images_cpu(
 
     With ``cutmix`` ((N,) bool), ``boxes`` ((N, 4) int64 y0, y1, x0, x1) and ``grid``
     (outer, H, W, inner) such that a sample is ``(outer, H, W, inner)`` in memory order, a
-    CutMix sample instead copies ``x2d[perm[i]]`` inside its box and ``x2d[i]`` outside.
+    CutMix sample instead copies ``x2d[perm[i]]`` inside its box and ``x2d[i]`` outside. For
+    volumes ``boxes`` is (N, 6) (z0, z1, y0, y1, x0, x1) and ``grid`` (outer, D, H, W, inner).
     """
     n, s = x2d.shape
     if n == 0 or s == 0:
@@ -52,10 +53,11 @@ def mix_images_cpu(
         j = perm_list[i]
         if cut_list[i]:
             # the box is a copy of the partner, the rest a copy of the sample: no arithmetic
-            y0, y1, x0, x1 = box_list[i]
             _convert(out5[i], x5[i], plain_copy)
-            if y1 > y0 and x1 > x0:
-                _convert(out5[i, :, y0:y1, x0:x1], x5[j, :, y0:y1, x0:x1], plain_copy)
+            box = box_list[i]
+            if all(hi > lo for lo, hi in zip(box[0::2], box[1::2])):
+                inside = (i, slice(None)) + tuple(slice(lo, hi) for lo, hi in zip(box[0::2], box[1::2]))
+                _convert(out5[inside], x5[(j,) + inside[1:]], plain_copy)
             continue
         if l == 1.0:  # the sample itself, converted as the kernel stores it
             _convert(out2d[i], x2d[i], plain_copy)

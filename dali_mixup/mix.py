@@ -37,10 +37,33 @@ def _memory_order_view(t: torch.Tensor) -> Optional[torch.Tensor]:
     return None if order is None else t.permute(*order).view(-1)
 
 
-def _cutmix_grid(x: torch.Tensor, layout: str, params: MixupParams) -> Tuple[int, int, int, int]:
+#: layouts of 5-D volumes: channels first ``(N, C, D, H, W)`` or last ``(N, D, H, W, C)``
+VOLUME_LAYOUTS = ("NCDHW", "NDHWC")
+#: the spatial dims of each layout in x's dim order (a 5-D x read as NCHW / NHWC: channels first / last)
+_SPATIAL_DIMS = {("NCHW", 4): (2, 3), ("NHWC", 4): (1, 2), ("NCDHW", 5): (2, 3, 4), ("NDHWC", 5): (1, 2, 3),
+                 ("NCHW", 5): (2, 3, 4), ("NHWC", 5): (1, 2, 3)}
+
+
+def _check_any_layout(layout) -> str:
+    """An image layout (``checks.LAYOUTS``) or a volume layout (``VOLUME_LAYOUTS``)."""
+    if layout in VOLUME_LAYOUTS:
+        return layout
+    try:
+        return check_layout(layout)
+    except ValueError:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS + VOLUME_LAYOUTS)}; got {layout!r}") from None
+
+
+def _cutmix_grid(x: torch.Tensor, layout: str, params: MixupParams) -> Tuple[int, ...]:
     """``(outer, H, W, inner)``: one sample of ``x`` in memory order, with the image rows and
     columns located by ``layout`` (the order of x's dims) and x's strides (a channels_last
-    NCHW tensor is NHWC in memory). Checks the boxes fit these H and W."""
+    NCHW tensor is NHWC in memory). Checks the boxes fit these H and W.
+
+    With cuboids (``params.boxes`` (N, 6)): ``(outer, D, H, W, inner)`` for a 5-D ``x``, the
+    slices, rows and columns located the same way (``"NCDHW"`` or ``"NCHW"``: channels first;
+    ``"NDHWC"`` or ``"NHWC"``: channels last)."""
+    if params.boxes.shape[1] == 6:
+        return _cutmix_grid_3d(x, layout, params)
     if x.dim() != 4:
         raise ValueError(f"CutMix needs 4-D images (N, C, H, W) or (N, H, W, C); got shape {tuple(x.shape)}")
     if x[0].numel() >= 2**31:  # the kernel locates pixels with 32-bit arithmetic
@@ -65,6 +88,36 @@ def _cutmix_grid(x: torch.Tensor, layout: str, params: MixupParams) -> Tuple[int
     if boxes.numel() and (int(boxes[:, 1].max()) > h or int(boxes[:, 3].max()) > w):
         raise ValueError(f"params.boxes reach outside the {h}x{w} images of x ({layout}): {boxes.tolist()}")
     return (outer, h, w, inner)
+
+
+def _cutmix_grid_3d(x: torch.Tensor, layout: str, params: MixupParams) -> Tuple[int, int, int, int, int]:
+    if x.dim() != 5:
+        raise ValueError(
+            f"3-D CutMix (cuboid boxes) needs 5-D volumes (N, C, D, H, W) or (N, D, H, W, C); got shape {tuple(x.shape)}"
+        )
+    if x[0].numel() >= 2**31:  # the kernel locates voxels with 32-bit arithmetic
+        raise ValueError(f"CutMix needs fewer than 2**31 elements per volume; got {x[0].numel()}")
+    dims = _SPATIAL_DIMS[(layout, 5)]
+    size = tuple(int(x.shape[d]) for d in dims)
+    order = _memory_order(x)
+    pos = [order.index(d) for d in dims]
+    if pos != list(range(pos[0], pos[0] + 3)):
+        raise ValueError(
+            f"CutMix needs a volume's slices, rows and columns next to each other in memory; x with layout "
+            f"{layout!r} has strides {x.stride()}. Pass x.contiguous()."
+        )
+    outer = int(np.prod([x.shape[d] for d in order[1 : pos[0]]], dtype=np.int64))
+    inner = int(np.prod([x.shape[d] for d in order[pos[2] + 1 :]], dtype=np.int64))
+    if params.image_size is not None and tuple(params.image_size) != size:
+        raise ValueError(
+            f"params were drawn for {'x'.join(map(str, params.image_size))} volumes, but x {tuple(x.shape)} read as "
+            f"{layout} has D, H, W = {size}; is layout={layout!r} right?"
+        )
+    boxes = params.boxes[params.cutmix]
+    if boxes.numel() and any(int(boxes[:, 2 * k + 1].max()) > size[k] for k in range(3)):
+        raise ValueError(f"params.boxes reach outside the {'x'.join(map(str, size))} volumes of x ({layout}): "
+                         f"{boxes.tolist()}")
+    return (outer, *size, inner)
 
 
 _NUMPY_STORAGE = {torch.uint8: np.uint8, torch.float16: np.float16, torch.float32: np.float32, torch.bfloat16: np.int16}
@@ -123,7 +176,9 @@ def mix_images(
             is given.
         layout: the order of x's dims, ``"NCHW"`` (default) or ``"NHWC"``; used only to find
             the rows and columns of CutMix boxes. Memory order comes from the strides: a
-            channels_last ``(N, C, H, W)`` tensor is ``"NCHW"`` here. CutMix needs 4-D ``x``.
+            channels_last ``(N, C, H, W)`` tensor is ``"NCHW"`` here. CutMix needs 4-D ``x``;
+            with cuboid boxes (``params.boxes`` (N, 6)) 5-D volumes, ``"NCDHW"`` or ``"NDHWC"``
+            (``"NCHW"``/``"NHWC"`` read as channels first/last there).
 
     Returns:
         ``out``. uint8 results round half to even and saturate; float16/bfloat16 round to
@@ -136,7 +191,7 @@ def mix_images(
     if x.dtype not in IMAGE_DTYPES:
         raise TypeError(f"x.dtype must be one of uint8, float16, bfloat16, float32; got {x.dtype}")
     _check_params(params, x.shape[0], "x")
-    check_layout(layout)
+    _check_any_layout(layout)
     x_flat = _memory_order_view(x)
     if x_flat is None:
         x = x.contiguous()  # a strided view of something else: one copy, then the fast path

@@ -32,11 +32,14 @@ class MixupParams:
         perm: ``(N,)`` int64 in [0, N), the partner of sample i.
         boxes: ``(N, 4)`` int64 rows ``(y0, y1, x0, x1)``: the half-open box
             ``[y0, y1) x [x0, x1)`` in image rows and columns; zeros where ``cutmix`` is False.
-            Default: no boxes.
+            For volumes ``(N, 6)`` rows ``(z0, z1, y0, y1, x0, x1)``: the cuboid
+            ``[z0, z1) x [y0, y1) x [x0, x1)`` in slices, rows and columns.
+            Default: no boxes (``(N, 4)`` zeros, ``(N, 6)`` with a 3-D ``image_size``).
         cutmix: ``(N,)`` bool, which samples use CutMix. Default: none. ``boxes`` and ``cutmix``
             are given together or not at all.
-        image_size: ``(H, W)`` the boxes were drawn for, or ``None``; when given, boxes must fit
-            in it and ``mix_images`` checks that the images have that size.
+        image_size: ``(H, W)`` (or ``(D, H, W)`` for volumes) the boxes were drawn for, or
+            ``None``; when given, boxes must fit in it and ``mix_images`` checks that the images
+            have that size.
     """
 
     lam: torch.Tensor
@@ -77,7 +80,7 @@ class MixupParams:
         n = lam.shape[0]
         self = object.__new__(cls)
         for name, value in (("lam", lam), ("perm", perm), ("image_size", image_size),
-                            ("boxes", torch.zeros((n, 4), dtype=torch.int64) if boxes is None else boxes),
+                            ("boxes", torch.zeros((n, _box_width(image_size)), dtype=torch.int64) if boxes is None else boxes),
                             ("cutmix", torch.zeros(n, dtype=torch.bool) if cutmix is None else cutmix)):
             object.__setattr__(self, name, value)
         return self
@@ -166,24 +169,32 @@ def _dense_strides(shape) -> Tuple[int, ...]:
     return tuple(reversed(strides))
 
 
-def _check_image_size(value, what: str) -> Optional[Tuple[int, int]]:
+def _box_width(image_size) -> int:
+    """Columns of a boxes row: 4 ``(y0, y1, x0, x1)``, or 6 ``(z0, z1, y0, y1, x0, x1)`` for a
+    3-D ``image_size``."""
+    return 6 if image_size is not None and len(image_size) == 3 else 4
+
+
+def _check_image_size(value, what: str) -> Optional[Tuple[int, ...]]:
     if value is None:
         return None
-    ok = not isinstance(value, (str, bytes)) and hasattr(value, "__len__") and len(value) == 2
+    ok = not isinstance(value, (str, bytes)) and hasattr(value, "__len__") and len(value) in (2, 3)
     ok = ok and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
     if not ok:
+        if hasattr(value, "__len__") and not isinstance(value, (str, bytes)) and len(value) == 3:
+            raise TypeError(f"{what} must be three ints (D, H, W), got {value!r}")
         raise TypeError(f"{what} must be a pair of ints (H, W), got {value!r}")
-    h, w = int(value[0]), int(value[1])
-    if h < 1 or w < 1:
-        raise ValueError(f"{what} must be positive (H, W), got {value!r}")
-    return (h, w)
+    size = tuple(int(v) for v in value)
+    if min(size) < 1:
+        raise ValueError(f"{what} must be positive ({'D, H, W' if len(size) == 3 else 'H, W'}), got {value!r}")
+    return size
 
 
 def _check_boxes(boxes, cutmix, n: int, image_size):
     if (boxes is None) != (cutmix is None):
         raise ValueError("MixupParams.boxes and .cutmix must be given together (or neither, for plain mixup)")
     if boxes is None:
-        return torch.zeros((n, 4), dtype=torch.int64), torch.zeros(n, dtype=torch.bool)
+        return torch.zeros((n, _box_width(image_size)), dtype=torch.int64), torch.zeros(n, dtype=torch.bool)
     boxes = torch.as_tensor(boxes) if torch.is_tensor(boxes) else torch.from_numpy(np.asarray(boxes))
     cutmix = torch.as_tensor(cutmix) if torch.is_tensor(cutmix) else torch.from_numpy(np.asarray(cutmix))
     if boxes.is_floating_point() or boxes.is_complex() or boxes.dtype == torch.bool:
@@ -192,12 +203,24 @@ def _check_boxes(boxes, cutmix, n: int, image_size):
         raise TypeError(f"MixupParams.cutmix must be a bool tensor or array, got {cutmix.dtype}")
     boxes = boxes.detach().to("cpu", torch.int64).contiguous()
     cutmix = cutmix.detach().to("cpu").contiguous()
-    if boxes.shape != (n, 4) or cutmix.shape != (n,):
+    width = _box_width(image_size) if image_size is not None else (6 if boxes.dim() == 2 and boxes.shape[1:] == (6,) else 4)
+    if boxes.shape != (n, width) or cutmix.shape != (n,):
         raise ValueError(
-            f"MixupParams.boxes must have shape ({n}, 4) and .cutmix ({n},); got {tuple(boxes.shape)} "
+            f"MixupParams.boxes must have shape ({n}, {width}) and .cutmix ({n},); got {tuple(boxes.shape)} "
             f"and {tuple(cutmix.shape)}"
         )
-    if n:
+    if n and width == 6:  # cuboids (z0, z1, y0, y1, x0, x1)
+        lo, hi = boxes[:, 0::2], boxes[:, 1::2]
+        bad = ((lo < 0) | (hi < lo)).any(1)
+        if image_size is not None:
+            bad |= (hi > torch.tensor(image_size, dtype=torch.int64)).any(1)
+        if bool(bad.any()):
+            where = " inside {}x{}x{}".format(*image_size) if image_size is not None else ""
+            raise ValueError(
+                f"MixupParams.boxes rows must be (z0, z1, y0, y1, x0, x1) with 0 <= z0 <= z1, 0 <= y0 <= y1 and "
+                f"0 <= x0 <= x1{where}; got {boxes[bad].tolist()}"
+            )
+    elif n:
         y0, y1, x0, x1 = boxes.unbind(1)
         bad = (y0 < 0) | (y1 < y0) | (x0 < 0) | (x1 < x0)
         if image_size is not None:
@@ -243,6 +266,8 @@ def _draw_boxes(rng: np.random.Generator, lam: np.ndarray, size: Tuple[int, int]
         ``(len(lam), 4)`` int64 rows ``(y0, y1, x0, x1)`` with 0 <= y0 <= y1 <= H and
         0 <= x0 <= x1 <= W.
     """
+    if len(size) == 3:
+        return _draw_cuboids(rng, lam, size, minmax)
     h, w = size
     count = lam.shape[0]
     if minmax is None:
@@ -262,6 +287,39 @@ def _draw_boxes(rng: np.random.Generator, lam: np.ndarray, size: Tuple[int, int]
         y0, x0 = rng.integers(0, h - cut_h + 1), rng.integers(0, w - cut_w + 1)
         y1, x1 = y0 + cut_h, x0 + cut_w
     return np.stack([y0, y1, x0, x1], axis=1).astype(np.int64)
+
+
+def _draw_cuboids(rng: np.random.Generator, lam: np.ndarray, size: Tuple[int, int, int], minmax) -> np.ndarray:
+    """One CutMix cuboid per λ: ``_draw_boxes`` with a third side, for volumes ``(D, H, W)``.
+
+    Without ``minmax``: sides ``int(E*(1-λ)**(1/3))`` for each extent E (the cuboid holds
+    1 − λ of the volume before clipping, as timm's box holds 1 − λ of the image), centred on a
+    uniform voxel (z, then y, then x), clipped. With ``minmax``: each side uniform in
+    ``[int(E*lo), int(E*hi))``, placed uniformly inside the volume. MONAI's ``CutMix`` instead
+    uses sides ``E*sqrt(1-λ)`` from a corner shared by the batch; ``mix_images`` applies either
+    given the cuboids.
+
+    Returns:
+        ``(len(lam), 6)`` int64 rows ``(z0, z1, y0, y1, x0, x1)`` inside the volume.
+    """
+    count = lam.shape[0]
+    if minmax is None:
+        ratio = np.cbrt(1.0 - lam)
+        cuts = [(e * ratio).astype(np.int64) for e in size]
+        centres = [rng.integers(0, e, size=count) for e in size]
+        lo = [np.clip(c - k // 2, 0, e) for c, k, e in zip(centres, cuts, size)]
+        hi = [np.clip(c + (k + 1) // 2, 0, e) for c, k, e in zip(centres, cuts, size)]
+    else:
+        a_lo, a_hi = minmax
+
+        def side(extent):
+            a, b = int(extent * a_lo), int(extent * a_hi)
+            return rng.integers(a, b, size=count) if b > a else np.full(count, a, dtype=np.int64)
+
+        cuts = [side(e) for e in size]
+        lo = [rng.integers(0, e - k + 1) for e, k in zip(size, cuts)]
+        hi = [a + k for a, k in zip(lo, cuts)]
+    return np.stack([lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]], axis=1).astype(np.int64)
 
 
 class MixupSampler:
@@ -300,8 +358,9 @@ class MixupSampler:
 
         Args:
             batch_size: N >= 0.
-            image_size: ``(H, W)`` of the batch's images. Needed when CutMix is on
-                (``config.cutmix_on``) to draw boxes; otherwise optional and only recorded.
+            image_size: ``(H, W)`` of the batch's images, or ``(D, H, W)`` of its volumes (CutMix
+                cuboids, ``boxes`` (N, 6)). Needed when CutMix is on (``config.cutmix_on``) to
+                draw boxes; otherwise optional and only recorded.
 
         Returns:
             ``MixupParams`` with ``lam`` and ``perm``, and with CutMix on also ``boxes``,
@@ -364,7 +423,9 @@ class MixupSampler:
         lam = np.where(mixed, lam, 1.0)
         if cfg.correct_lam or cfg.cutmix_minmax is not None:
             area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
-            lam = np.where(use_cutmix, 1.0 - area / float(size[0] * size[1]), lam)
+            if len(size) == 3:  # cuboids: the volume they cover
+                area = area * (boxes[:, 5] - boxes[:, 4])
+            lam = np.where(use_cutmix, 1.0 - area / float(np.prod(size)), lam)
         boxes[~use_cutmix] = 0
         lam, use_cutmix, boxes = lam[owner], use_cutmix[owner], boxes[owner]
         alone = perm == np.arange(n)  # its own partner (odd n under flip or pair, n = 1): unmixed
