@@ -1,103 +1,141 @@
 # syntax=docker/dockerfile:1
 #
-# dali-mixup on a GPU host with the NVIDIA Container Toolkit.
+# dali-mixup in a container. One Dockerfile, three variants chosen by three build arguments that
+# belong together (docker/README.md has the table, the measured sizes and the recorded build):
 #
-#   docker build -t dali-mixup:cuda13 .
-#   docker run --rm --gpus all dali-mixup:cuda13 doctor      # smoke test
-#   docker run --rm --gpus all --shm-size=2g dali-mixup:cuda13   # bench --quick
+#   CUDA 13 (default; host driver >= 580 and the NVIDIA Container Toolkit):
+#     docker build -t dali-mixup:cuda13 .
+#   CUDA 12 (host driver >= 570):
+#     docker build -t dali-mixup:cuda12 \
+#       --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04 \
+#       --build-arg CUDA_EXTRA=cuda12 \
+#       --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+#   CPU only (no CUDA base, no CuPy; DALI's CPU backend, torch's CPU build):
+#     docker build -t dali-mixup:cpu \
+#       --build-arg BASE_IMAGE=debian:bookworm-20250520-slim \
+#       --build-arg CUDA_EXTRA=cpu \
+#       --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu .
 #
-# CUDA 12 hosts (driver < 580): build the cuda12 variant, three build arguments that belong together:
+# Behind a TLS-intercepting proxy, give the build your CA bundle as a secret; apt and pip use it
+# during the build only, and no layer keeps it:
+#     docker build --secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt ...
 #
-#   docker build -t dali-mixup:cuda12 \
-#     --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04 \
-#     --build-arg CUDA_EXTRA=cuda12 \
-#     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
-#
-# The builder checks that CUDA_EXTRA names the CUDA major version of BASE_IMAGE.
-# See docker/README.md.
+# Versions come from constraints.txt, the file `make test` installs with. The builder checks that
+# CUDA_EXTRA names the CUDA major version of BASE_IMAGE (or is cpu).
 
-# A pinned CUDA runtime image, never :latest. The CUDA 13 line matches the `cuda13` extra
-# (nvidia-dali-cuda130, cupy-cuda13x) and needs an NVIDIA driver >= 580 on the host.
-ARG BASE_IMAGE=nvidia/cuda:13.0.1-runtime-ubuntu24.04
+# A pinned image, never :latest. The `base` flavour of nvidia/cuda holds the CUDA runtime only:
+# torch, DALI and CuPy bring the CUDA libraries they load as wheels, so a `runtime` base would
+# carry cuBLAS, cuFFT, cuSPARSE, ... twice.
+ARG BASE_IMAGE=nvidia/cuda:13.0.1-base-ubuntu24.04
 
 # ---------------------------------------------------------------------------------------------
-# builder: a virtual environment in /opt/venv with the dependencies, then the package itself.
+# builder: a virtual environment in /opt/venv with the pinned dependencies, not the package.
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS builder
 
-# Extras of pyproject.toml installed in the image: the CUDA line plus the bench tools
+# Extras of pyproject.toml installed in the image: the CUDA line (or cpu) plus the bench tools
 # (torchvision, timm, ...) that `dali-mixup bench` and `dali-mixup train` use.
 ARG CUDA_EXTRA=cuda13
 ARG EXTRAS=bench
-# torch from the PyTorch index of the same CUDA line (cu130 for CUDA 13, cu128 for CUDA 12).
+# torch and torchvision from the PyTorch index of the same line (cu130, cu128 or cpu); the rest,
+# and whatever that index lacks, from PyPI.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
 
-ENV DEBIAN_FRONTEND=noninteractive \
-    PIP_NO_CACHE_DIR=1 \
+ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+RUN --mount=type=secret,id=ca-bundle,required=false \
+    if [ -s /run/secrets/ca-bundle ]; then set -- -o Acquire::https::CAInfo=/run/secrets/ca-bundle; fi \
+    && apt-get "$@" update \
+    && DEBIAN_FRONTEND=noninteractive apt-get "$@" install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
 
-# Fail early when the extra does not match the image's CUDA (the base image sets CUDA_VERSION).
-RUN test "cuda${CUDA_VERSION%%.*}" = "${CUDA_EXTRA}" \
-    || { echo "CUDA_EXTRA=${CUDA_EXTRA} does not match CUDA ${CUDA_VERSION} of the base image" >&2; exit 1; }
+# Fail early when the extra does not match the image's CUDA (nvidia/cuda images set CUDA_VERSION).
+RUN case "${CUDA_EXTRA}" in \
+      cpu) ;; \
+      "cuda${CUDA_VERSION%%.*}") [ -n "${CUDA_VERSION}" ] ;; \
+      *) false ;; \
+    esac \
+    || { echo "CUDA_EXTRA=${CUDA_EXTRA} does not match the base image (CUDA_VERSION=${CUDA_VERSION:-unset}): use cpu or cuda<major of the base>" >&2; exit 1; }
 
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:${PATH}
 
-# Dependencies first, from pyproject.toml alone, so that editing the source does not reinstall them.
+# Dependencies first, from pyproject.toml and constraints.txt alone: editing the source does not
+# reinstall them.
 COPY pyproject.toml /src/pyproject.toml
+COPY constraints.txt /src/constraints.txt
 RUN python3 -c "import sys, tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; extras = ('${CUDA_EXTRA},${EXTRAS}').split(','); print('\n'.join(p['dependencies'] + [r for e in extras if e for r in p['optional-dependencies'][e]]))" \
         > /src/requirements.txt \
-    && cat /src/requirements.txt \
-    && pip install --upgrade pip \
-    && pip install --index-url "${TORCH_INDEX_URL}" torch torchvision \
-    && pip install -r /src/requirements.txt
-
-# Then the package (no dependencies left to resolve: the extras above are the same as
-# `pip install "dali-mixup[${CUDA_EXTRA},${EXTRAS}]"`).
-COPY README.md /src/README.md
-COPY dali_mixup /src/dali_mixup
-RUN pip install --no-deps /src \
-    && python3 -c "import dali_mixup, nvidia.dali, cupy, torch; print('dali_mixup', dali_mixup.__version__, 'DALI', nvidia.dali.__version__, 'CuPy', cupy.__version__, 'torch', torch.__version__)"
+    && cat /src/requirements.txt
+RUN --mount=type=secret,id=ca-bundle,required=false \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && pip install -c /src/constraints.txt --upgrade pip \
+    && pip install -c /src/constraints.txt --index-url "${TORCH_INDEX_URL}" --extra-index-url https://pypi.org/simple \
+        torch torchvision \
+    && pip install -c /src/constraints.txt -r /src/requirements.txt \
+    && pip check
 
 # ---------------------------------------------------------------------------------------------
-# runtime: the same base, Python and the virtual environment; no pip cache, no build tools.
+# wheel: the package itself, built as a wheel (a source edit rebuilds this stage in seconds).
+# ---------------------------------------------------------------------------------------------
+FROM builder AS wheel
+RUN --mount=type=secret,id=ca-bundle,required=false \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && pip install -c /src/constraints.txt setuptools wheel
+COPY README.md /src/README.md
+COPY dali_mixup /src/dali_mixup
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist /src
+
+# ---------------------------------------------------------------------------------------------
+# runtime: the same base, Python, the dependencies' venv, then the wheel in a layer of its own.
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
 
+ARG CUDA_EXTRA=cuda13
 ARG USER_UID=1000
 ARG USER_GID=1000
 
 # `video` exposes the NVJPG engines (hardware JPEG decoder of A100/H100) inside the container;
 # compute,utility alone would hide them and DALI would silently fall back to CUDA decoding.
+# HOME and the caches are set, and writable by any uid, so that `--user "$(id -u):$(id -g)"` works:
+# CuPy's kernel cache, Matplotlib's config, torch's hub and the bench's generated data set go to
+# /cache (mount a volume there to keep them).
 ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility,video \
     PATH=/opt/venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home/mixup \
     XDG_CACHE_HOME=/cache \
-    DEBIAN_FRONTEND=noninteractive
+    CUPY_CACHE_DIR=/cache/cupy \
+    MPLCONFIGDIR=/cache/matplotlib
 
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 \
+RUN --mount=type=secret,id=ca-bundle,required=false \
+    if [ -s /run/secrets/ca-bundle ]; then set -- -o Acquire::https::CAInfo=/run/secrets/ca-bundle; fi \
+    && apt-get "$@" update \
+    && DEBIAN_FRONTEND=noninteractive apt-get "$@" install -y --no-install-recommends python3 \
     && rm -rf /var/lib/apt/lists/*
 
 # Ubuntu 24.04 images ship a user `ubuntu` with uid 1000: replace it by ours.
 RUN if id -u ubuntu >/dev/null 2>&1; then userdel --remove ubuntu; fi \
     && groupadd --gid "${USER_GID}" mixup \
     && useradd --uid "${USER_UID}" --gid "${USER_GID}" --create-home --shell /bin/bash mixup \
-    && mkdir -p /results /data /cache \
+    && mkdir -p /results /data /cache/cupy /cache/matplotlib \
     && chown mixup:mixup /results \
-    && chmod 1777 /cache
+    && chmod 1777 /home/mixup /cache /cache/cupy /cache/matplotlib
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=wheel /dist /opt/dist
+RUN pip install --no-deps --no-index /opt/dist/*.whl \
+    && rm -rf /opt/dist \
+    && python3 -c "import dali_mixup, nvidia.dali, torch; print('dali_mixup', dali_mixup.__version__, 'DALI', nvidia.dali.__version__, 'torch', torch.__version__)" \
+    && if [ "${CUDA_EXTRA}" != cpu ]; then python3 -c "import cupy; print('CuPy', cupy.__version__)"; fi
+COPY docker/entrypoint.sh /usr/local/bin/dali-mixup-entrypoint
 
 USER mixup
-# Results (bench JSON and PNG, checkpoints) go to the working directory: mount a host folder here.
-# /cache (XDG_CACHE_HOME) holds the bench's generated data set: mount a volume to keep it.
+# Results go to the working directory: the bench writes bench-out/bench-<hardware>.json and .png
+# under it, so a host folder mounted here gets them in its bench-out/.
 WORKDIR /results
 
-ENTRYPOINT ["dali-mixup"]
+ENTRYPOINT ["dali-mixup-entrypoint"]
 CMD ["bench", "--quick"]

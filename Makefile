@@ -1,16 +1,23 @@
 # `make test`: create .venv, install the package with the extras the tests need, run the tests.
 # `make bench`: same environment, then the main job (`dali-mixup bench --quick`).
+# Versions: constraints.txt pins what .venv holds (`make constraints` rewrites it from .venv); the
+# Docker image installs from the same file.
+# `make wheel-check`: build the sdist and wheel, install the wheel (not the source tree) into a
+# fresh venv, run `dali-mixup doctor` and CPU tests against it.
+# `make docker-check`: build the image (CPU variant) with buildah and run it with podman: doctor,
+# bench, the CPU tests inside the container (root, ~25 GB of disk, ~15 min cold; see docker/README.md).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,bench,dev
+CONSTRAINTS ?= constraints.txt
 
-.PHONY: test bench bench-kernels gpu-test clean
+.PHONY: test bench bench-kernels gpu-test constraints wheel-check docker-check clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --upgrade pip
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $@
 
 test: $(VENV)/.installed
@@ -21,6 +28,19 @@ bench: $(VENV)/.installed
 
 bench-kernels: $(VENV)/.installed
 	$(PY) -m pytest benchmarks --benchmark-only
+
+# Rewrite constraints.txt from what .venv holds (after changing pyproject.toml's requirements:
+# install without -c, check the tests pass, then run this). Keeps the file's comment header.
+constraints:
+	test -x $(PY)
+	{ grep '^#' $(CONSTRAINTS); $(PY) -m pip freeze --all --exclude-editable | grep -v '^#'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
+wheel-check:
+	PYTHON=$(PYTHON) bash docker/wheel-check.sh
+
+docker-check:
+	bash docker/check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

@@ -1,14 +1,21 @@
-"""The Dockerfile, .dockerignore and docker/compose.yaml, read with real parsers (no Docker engine
-here): dockerfile-parse for the Dockerfile (line continuations, stages, ARG substitution) and
-PyYAML for the compose file. Building and running the image is not possible on this machine;
-these tests check what can be checked without it."""
+"""The Dockerfile, .dockerignore, docker/compose.yaml, docker/entrypoint.sh and constraints.txt, read
+with real parsers: dockerfile-parse for the Dockerfile (line continuations, stages, ARG
+substitution) and PyYAML for the compose file. These checks run with every `make test`; building
+and running the image for real is `make docker-check` (docker/check.sh, buildah and podman, too
+heavy for every run), whose last run docker/README.md records."""
 
+import importlib
+import inspect
 import json
+import os
 import pathlib
 import re
 import shlex
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import yaml
@@ -23,6 +30,11 @@ dockerfile_parse = pytest.importorskip("dockerfile_parse", reason="pip install d
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker" / "compose.yaml"
+ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
+CONSTRAINTS = ROOT / "constraints.txt"
+# The console script's target: dali_mixup.tools.cli after the tools moved, dali_mixup.cli before
+# (it stays as a shim).
+CLI_MODULES = ("dali_mixup.tools.cli", "dali_mixup.cli")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -150,6 +162,40 @@ def ignored(path):
     return excluded
 
 
+def cli():
+    """The ``dali-mixup`` command-line module, wherever it lives now."""
+    for name in CLI_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+    raise AssertionError(f"none of {CLI_MODULES} imports")
+
+
+def parse(argv):
+    """``argv`` parsed by the CLI's own parser (``build_parser()`` or ``build_parser([command])``)."""
+    build_parser = cli().build_parser
+    parser = build_parser([argv[0]]) if inspect.signature(build_parser).parameters else build_parser()
+    return parser.parse_args(argv)
+
+
+def constraints():
+    """{name: version} of the ``name==version`` lines of constraints.txt (names normalised)."""
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep, f"constraints.txt: {line!r} is not a name==version pin"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def requirement_name(req):
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]).lower()
+
+
 def readme_extras():
     """Extras the README documents in `pip install ...dali-mixup[a,b]...` commands."""
     readme = ROOT / "README.md"
@@ -170,42 +216,107 @@ def test_base_image_is_a_pinned_arg():
     image = args["BASE_IMAGE"]
     name, _, tag = image.rpartition(":")
     assert name == "nvidia/cuda", image
-    assert re.fullmatch(r"\d+\.\d+\.\d+-runtime-ubuntu\d+\.\d+", tag), f"tag {tag!r} is not a pinned x.y.z runtime tag"
+    assert re.fullmatch(r"\d+\.\d+\.\d+-base-ubuntu\d+\.\d+", tag), (
+        f"tag {tag!r} is not a pinned x.y.z `base` tag: torch, DALI and CuPy bring their CUDA libraries as "
+        "wheels, and a `runtime` base would carry them twice")
     assert tag.split(".")[0] == "13", "the default image is the CUDA 13 line (the cuda13 extra)"
-    froms = [i["value"].split()[0] for n, instrs in stages()[1:] for i in instrs[:1]]
-    assert froms and all(f == "${BASE_IMAGE}" for f in froms), f"every stage must start FROM ${{BASE_IMAGE}}: {froms}"
+    names = set()
+    for n, instrs in stages()[1:]:
+        source = instrs[0]["value"].split()[0]
+        assert source == "${BASE_IMAGE}" or source in names, f"stage {n} starts FROM {source}"
+        names.add(n)
 
 
-def test_stages_builder_then_runtime_without_build_tools():
+def test_stages_builder_wheel_runtime_without_build_tools():
     names = [n for n, _ in stages()[1:]]
-    assert names == ["builder", "runtime"], names
+    assert names == ["builder", "wheel", "runtime"], names
+    assert stage("wheel")[0]["value"].split()[0] == "builder"
     runtime = final_stage()
     runs = " ".join(i["value"] for i in runtime if i["instruction"] == "RUN")
-    for tool in ("build-essential", "gcc", "g++", "python3-dev", "python3-pip", "git ", "cmake"):
+    for tool in ("build-essential", "gcc", "g++", "python3-dev", "python3-pip", "git ", "cmake", "python3-venv"):
         assert tool not in runs, f"the final stage installs {tool.strip()}"
     copies = [i["value"] for i in runtime if i["instruction"] == "COPY"]
-    assert copies == ["--from=builder /opt/venv /opt/venv"], copies
+    assert copies == ["--from=builder /opt/venv /opt/venv", "--from=wheel /dist /opt/dist",
+                      "docker/entrypoint.sh /usr/local/bin/dali-mixup-entrypoint"], copies
 
 
 def test_apt_installs_are_lean():
-    apt_runs = [i["value"] for i in instructions() if i["instruction"] == "RUN" and "apt-get install" in i["value"]]
+    apt_runs = [i["value"] for i in instructions() if i["instruction"] == "RUN" and "apt-get" in i["value"] and "install" in i["value"]]
     assert apt_runs, "no apt-get install found"
     for run in apt_runs:
         assert "--no-install-recommends" in run, run
-        assert "apt-get update" in run, f"update and install in one layer: {run}"
+        assert "update" in run, f"update and install in one layer: {run}"
         assert "rm -rf /var/lib/apt/lists/*" in run, f"apt lists must be removed in the same layer: {run}"
+        assert "DEBIAN_FRONTEND=noninteractive apt-get" in run, f"DEBIAN_FRONTEND set for the install alone: {run}"
+
+
+def test_debian_frontend_is_not_left_in_the_image():
+    for ins in instructions():
+        if ins["instruction"] in ("ENV", "ARG"):
+            assert "DEBIAN_FRONTEND" not in ins["value"], f"{ins['instruction']} {ins['value']}: set it in the RUN that needs it"
 
 
 def test_dependencies_layer_comes_before_the_source():
     builder = stage("builder")
     kinds = [(i["instruction"], i["value"]) for i in builder]
-    copy_project = next(k for k, (ins, v) in enumerate(kinds) if ins == "COPY" and "pyproject.toml" in v)
-    copy_source = next(k for k, (ins, v) in enumerate(kinds) if ins == "COPY" and v.split()[0] == "dali_mixup")
-    install_deps = next(k for k, (ins, v) in enumerate(kinds) if ins == "RUN" and "pip install -r" in v)
-    assert copy_project < install_deps < copy_source
-    # only pyproject.toml is in the image when the dependencies are installed
-    between = [v for ins, v in kinds[:install_deps] if ins == "COPY"]
-    assert between == ["pyproject.toml /src/pyproject.toml"], between
+    install_deps = next(k for k, (ins, v) in enumerate(kinds) if ins == "RUN" and "pip install -c /src/constraints.txt -r" in v)
+    # only pyproject.toml and constraints.txt are in the image when the dependencies are installed,
+    # and the builder (whose venv the runtime copies) never sees the source
+    copies = [v for ins, v in kinds if ins == "COPY"]
+    assert copies == ["pyproject.toml /src/pyproject.toml", "constraints.txt /src/constraints.txt"], copies
+    assert max(k for k, (ins, _) in enumerate(kinds) if ins == "COPY") < install_deps
+    wheel = [(i["instruction"], i["value"]) for i in stage("wheel")]
+    copy_source = next(k for k, (ins, v) in enumerate(wheel) if ins == "COPY" and v.split()[0] == "dali_mixup")
+    build = next(k for k, (ins, v) in enumerate(wheel) if ins == "RUN" and "pip wheel --no-deps" in v)
+    assert copy_source < build
+    assert all("pip install" not in v for ins, v in wheel[copy_source:] if ins == "RUN"), "nothing is installed after the source"
+    runtime = [(i["instruction"], i["value"]) for i in final_stage()]
+    venv = runtime.index(("COPY", "--from=builder /opt/venv /opt/venv"))
+    whl = runtime.index(("COPY", "--from=wheel /dist /opt/dist"))
+    install = next(k for k, (ins, v) in enumerate(runtime) if ins == "RUN" and "pip install --no-deps --no-index /opt/dist/" in v)
+    assert venv < whl < install, "a source edit must rebuild only the wheel and its small layer, not re-copy the venv"
+
+
+def test_every_pip_install_uses_the_constraints():
+    files = {"Dockerfile": DOCKERFILE, "docker/test.Dockerfile": ROOT / "docker" / "test.Dockerfile"}
+    for label, path in files.items():
+        parser = dockerfile_parse.DockerfileParser(path=str(path))
+        for ins in parser.structure:
+            if ins["instruction"] != "RUN":
+                continue
+            for cmd in re.split(r"&&|;", ins["value"]):
+                if re.search(r"\bpip install\b", cmd) and "--no-index" not in cmd:
+                    assert re.search(r"-c \S*constraints\.txt", cmd), f"{label}: {cmd.strip()}"
+    makefile = (ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line]
+    assert installs and all("-c $(CONSTRAINTS)" in line for line in installs), installs
+    assert re.search(r"^CONSTRAINTS \?= constraints\.txt$", makefile, re.M)
+    assert re.search(r"^\$\(VENV\)/\.installed: .*\$\(CONSTRAINTS\)", makefile, re.M), "the venv is rebuilt when the pins change"
+
+
+def test_constraints_pin_what_the_extras_need():
+    pins = constraints()
+    project = pyproject()["project"]
+    reqs = list(project["dependencies"])
+    for extra in ("cpu", "bench", "dev", "cuda13"):
+        reqs += project["optional-dependencies"][extra]
+    unpinned = sorted({requirement_name(r) for r in reqs} - set(pins))
+    assert not unpinned, f"constraints.txt pins no version of {unpinned}: run `make constraints`"
+    assert "dali-mixup" not in pins, "constraints.txt must not pin the package itself"
+
+
+def test_the_tests_run_the_pinned_versions():
+    """`make test` installs with the constraints: the versions running now are the image's."""
+    if pathlib.Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        pytest.skip("not the `make test` environment (.venv)")
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = constraints()
+    for name in ("torch", "torchvision", "nvidia-dali-cuda130", "numpy", "pillow", "timm", "matplotlib"):
+        try:
+            assert version(name) == pins[name], f"{name} {version(name)} here, {pins[name]} in constraints.txt"
+        except PackageNotFoundError:
+            pytest.fail(f"{name} is pinned but not installed")
 
 
 def test_runs_as_non_root_user():
@@ -219,14 +330,82 @@ def test_runs_as_non_root_user():
     assert uid is not None and int(uid) != 0
 
 
+def test_home_and_caches_are_set_and_writable_by_any_uid():
+    """`--user "$(id -u):$(id -g)"` gives a uid the image does not know: HOME, CuPy's kernel cache and
+    Matplotlib's config must still point at folders it can write (1777, made in the image)."""
+    parser = dockerfile_parse.DockerfileParser(path=str(DOCKERFILE))
+    env = parser.envs  # the final stage's
+    dirs = {k: env.get(k) for k in ("HOME", "XDG_CACHE_HOME", "CUPY_CACHE_DIR", "MPLCONFIGDIR")}
+    assert all(dirs.values()), dirs
+    chmod = " ".join(i["value"] for i in final_stage() if i["instruction"] == "RUN" and "chmod 1777" in i["value"])
+    made = re.search(r"chmod 1777 ([^&;]+)", chmod)
+    assert made, "no chmod 1777 in the final stage"
+    for key, path in dirs.items():
+        assert path in made.group(1).split(), f"{key}={path} is not made writable for any uid (chmod 1777)"
+
+
 def test_entrypoint_and_default_command():
     runtime = final_stage()
     entry = [json.loads(i["value"]) for i in runtime if i["instruction"] == "ENTRYPOINT"]
     cmd = [json.loads(i["value"]) for i in runtime if i["instruction"] == "CMD"]
-    assert entry[-1] == ["dali-mixup"]
+    assert entry[-1] == ["dali-mixup-entrypoint"]
     assert cmd[-1][0] == "bench"
+    assert ENTRYPOINT.stat().st_mode & stat.S_IXUSR, "docker/entrypoint.sh must be executable (COPY keeps the mode)"
+    assert ENTRYPOINT.read_text().rstrip().endswith('exec dali-mixup "$@"')
     scripts = pyproject()["project"]["scripts"]
-    assert scripts.get("dali-mixup") == "dali_mixup.cli:main", "the ENTRYPOINT's console script exists"
+    assert scripts.get("dali-mixup") in {f"{m}:main" for m in CLI_MODULES}, "the console script the entry point runs"
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder that an unprivileged user can reach (pytest's tmp_path sits under a 0700 folder)."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="dali-mixup-entrypoint-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_entrypoint(tmp, argv, cwd):
+    """docker/entrypoint.sh as an unprivileged user, `dali-mixup` replaced by a stub that echoes."""
+    bindir = tmp / "bin"
+    bindir.mkdir(exist_ok=True)
+    stub = bindir / "dali-mixup"
+    stub.write_text('#!/bin/sh\necho "ran: $*"\n')
+    stub.chmod(0o755)
+    script = tmp / "entrypoint.sh"
+    shutil.copy(ENTRYPOINT, script)
+    cmd = ["sh", str(script), *argv]
+    if os.geteuid() == 0:  # root writes everywhere: drop to nobody, or the check cannot fail
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("root without setpriv: cannot run the entry point as an unprivileged user")
+        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    env = {"PATH": f"{bindir}:/usr/bin:/bin"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_entrypoint_unwritable_results_is_one_line_exit_2(open_tmp):
+    results = open_tmp / "results"
+    results.mkdir()
+    # root's folder is not writable for nobody; a non-root test user needs the write bit off
+    results.chmod(0o755 if os.geteuid() == 0 else 0o555)
+    for argv in (["bench", "--quick"], ["bench", "--out", str(results / "x")], ["train", "/data", "--out=runs"]):
+        proc = _run_entrypoint(open_tmp, argv, results)
+        assert proc.returncode == 2, (argv, proc.stdout, proc.stderr)
+        assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert "cannot write results" in proc.stderr and "--user" in proc.stderr, proc.stderr
+
+
+def test_entrypoint_runs_the_command_when_results_are_writable(open_tmp):
+    results = open_tmp / "results"
+    results.mkdir()
+    results.chmod(0o777)
+    for argv in (["doctor"], ["bench", "--quick"], ["bench", "--out", str(results / "a" / "b")]):
+        proc = _run_entrypoint(open_tmp, argv, results)
+        assert proc.returncode == 0 and proc.stdout == f"ran: {' '.join(argv)}\n", (argv, proc.stdout, proc.stderr)
+    # doctor writes nothing: it runs whatever the folder
+    results.chmod(0o555)
+    assert _run_entrypoint(open_tmp, ["doctor"], results).returncode == 0
 
 
 def test_driver_capabilities_include_video():
@@ -236,9 +415,44 @@ def test_driver_capabilities_include_video():
     assert compose()["x-image"]["environment"]["NVIDIA_DRIVER_CAPABILITIES"] == caps
 
 
+def test_ca_bundle_secret_reaches_apt_and_pip_in_every_networked_step():
+    """A build behind a TLS-intercepting proxy takes the host's CA bundle as the secret `ca-bundle`
+    (documented in the Dockerfile's header and docker/README.md); no layer keeps it."""
+    for path in (DOCKERFILE, ROOT / "docker" / "test.Dockerfile"):
+        parser = dockerfile_parse.DockerfileParser(path=str(path))
+        for ins in parser.structure:
+            v = ins["value"]
+            if ins["instruction"] != "RUN" or not re.search(r"apt-get\b.*\bupdate|pip install(?! --no-deps --no-index)", v):
+                continue
+            assert v.startswith("--mount=type=secret,id=ca-bundle,required=false "), f"{path.name}: {v[:80]}"
+            assert "PIP_CERT=/run/secrets/ca-bundle" in v or "Acquire::https::CAInfo=/run/secrets/ca-bundle" in v, v[:200]
+        assert not [i for i in parser.structure if i["instruction"] in ("COPY", "ADD", "ENV") and "ca-bundle" in i["value"]]
+    for doc in (DOCKERFILE, ROOT / "docker" / "README.md"):
+        assert "--secret id=ca-bundle,src=" in doc.read_text(), f"{doc.name} does not document the CA bundle secret"
+
+
+def test_cpu_variant_needs_no_cuda_and_no_cupy():
+    """CUDA_EXTRA=cpu passes the builder's CUDA check without CUDA_VERSION, and only CUDA variants
+    import CuPy (the runtime's import check)."""
+    guard = next(i["value"] for i in stage("builder") if i["instruction"] == "RUN" and "CUDA_VERSION" in i["value"])
+    for extra, cuda, ok in (("cpu", "", True), ("cuda13", "13.0.1", True), ("cuda12", "12.8.1", True),
+                            ("cuda13", "12.8.1", False), ("cuda13", "", False), ("cuda", "", False)):
+        env = {"PATH": "/usr/bin:/bin", "CUDA_EXTRA": extra}
+        if cuda:
+            env["CUDA_VERSION"] = cuda
+        proc = subprocess.run(["sh", "-c", guard], env=env, capture_output=True, text=True)
+        assert (proc.returncode == 0) == ok, (extra, cuda, proc.stderr)
+        if not ok:
+            assert proc.stderr.startswith(f"CUDA_EXTRA={extra} does not match the base image"), proc.stderr
+    runtime_runs = " ".join(i["value"] for i in final_stage() if i["instruction"] == "RUN")
+    assert re.search(r'if \[ "\$\{CUDA_EXTRA\}" != cpu \]; then python3 -c "import cupy', runtime_runs)
+    assert "cpu" in pyproject()["project"]["optional-dependencies"]
+    assert not any(r.startswith("cupy") for r in pyproject()["project"]["optional-dependencies"]["cpu"])
+
+
 def test_copy_sources_exist():
     sources = copy_sources(instructions())
-    assert {"pyproject.toml", "README.md", "dali_mixup"} <= set(sources), sources
+    assert {"pyproject.toml", "constraints.txt", "README.md", "dali_mixup", "docker/entrypoint.sh"} <= set(sources), sources
     for src in sources:
         assert (ROOT / src).exists(), f"the Dockerfile copies {src}, which is not in the repository"
 
@@ -257,6 +471,7 @@ def test_copy_sources_are_in_the_build_context():
     ".venv/bin/python", ".git/HEAD", ".pytest_cache/v/cache/nodeids", ".benchmarks/x.json",
     "dali_mixup/__pycache__/mix.cpython-311.pyc", "results/bench.json", "bench-out/run.json",
     "benchmarks/results/cpu.json", ".gpu-stage/part.00", "tests/test_mix.py", "data/train/a/0.jpg",
+    "docker/check.sh", "docker/README.md", "dist/dali_mixup-0.1.0-py3-none-any.whl",
 ])
 def test_dockerignore_keeps_out(path):
     assert ignored(path), f"{path} would be sent to the Docker daemon"
@@ -316,7 +531,7 @@ def test_readme_documents_the_extras_the_image_installs():
 
 def test_cuda12_variant_in_docker_readme_is_consistent():
     text = (ROOT / "docker" / "README.md").read_text()
-    m = re.search(r"BASE_IMAGE=(nvidia/cuda:(\d+)\.\d+\.\d+-runtime-ubuntu[\d.]+)", text)
+    m = re.search(r"BASE_IMAGE=(nvidia/cuda:(\d+)\.\d+\.\d+-base-ubuntu[\d.]+)", text)
     assert m and m.group(2) == "12", "docker/README.md shows the CUDA 12 build argument"
     assert "CUDA_EXTRA=cuda12" in text and "whl/cu12" in text
     assert "cuda12" in pyproject()["project"]["optional-dependencies"]
@@ -366,26 +581,22 @@ def test_compose_train_is_torchrun_of_the_train_command():
     assert cmd[cmd.index("-m") + 1 : cmd.index("-m") + 3] == ["dali_mixup", "train"]
     # the arguments after `train` parse with the train command's own parser
     argv = cmd[cmd.index("train") :]
-    from dali_mixup.cli import build_parser
-
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     assert str(args.data) == "/data" and str(args.out).startswith("/results")
 
 
 def test_compose_bench_command_parses():
     bench = compose()["services"]["bench"]
-    from dali_mixup.cli import COMMANDS
-
-    assert bench["command"][0] == "bench" and "bench" in COMMANDS
+    commands = cli().COMMANDS
+    assert bench["command"][0] == "bench" and "bench" in commands
+    module = commands["bench"][0]
     try:
-        import dali_mixup.bench  # noqa: F401
+        importlib.import_module(module)
     except ModuleNotFoundError as e:
-        if e.name != "dali_mixup.bench":
+        if e.name != module:
             raise
-        pytest.skip("dali_mixup.bench not written yet")
-    from dali_mixup.cli import build_parser
-
-    args = build_parser().parse_args(bench["command"])
+        pytest.skip(f"{module} not written yet")
+    args = parse(bench["command"])
     assert str(args.data).startswith("/data")
 
 

@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# `make docker-check`: build the image from this repository's Dockerfile and run it for real.
+#
+# buildah (chroot isolation) builds the CPU variant on a local Debian bookworm base that
+# debootstrap makes (cached as an image), and podman (runc) runs it:
+#   - the image's promises: non-root user, no DEBIAN_FRONTEND, HOME and the caches writable under
+#     --user, one line (not a traceback) for a results folder the user cannot write;
+#   - `doctor`;
+#   - `bench --quick --device cpu` on a small built-in set, as another uid (--user), results mounted;
+#   - the test suite's CPU tier (-m "not gpu") as that uid, against the installed wheel, the
+#     repository and a generated ImageFolder mounted read-only, a results folder mounted;
+#   - a one-line source edit rebuilt (timed: the dependency layers must come from the cache);
+#   - the compose file's services through podman-compose, as far as a machine without GPU allows;
+#   - the CUDA guard: CUDA_EXTRA=cuda13 on a base without CUDA stops the build early.
+# Prints the image size, its largest layers and the timings; docker/README.md records a run.
+#
+# Needs root (apt-get, buildah, podman) and ~25 GB of disk; ~15 minutes cold, a few warm.
+# Environment (all optional):
+#   DOCKER_CHECK_DIR   work folder (default /var/tmp/dali-mixup-docker-check): data, results, logs
+#   DOCKER_CHECK_COLD  1: make the base anew and build without the layer cache
+#   TORCH_INDEX_URL    where torch comes from (default https://pypi.org/simple: the PyTorch
+#                      indexes are not reachable where this project is developed; PyPI's torch is
+#                      the CUDA build, so the CPU image carries CUDA wheels it does not use)
+#   CA_BUNDLE          CA bundle handed to the build as the ca-bundle secret (default: the
+#                      system's, when it exists; needed behind a TLS-intercepting proxy)
+#   DEBIAN_MIRROR      debootstrap's mirror (default http://deb.debian.org/debian)
+#   TEST_ARGS          extra pytest arguments for the in-container test run
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${DOCKER_CHECK_DIR:-/var/tmp/dali-mixup-docker-check}
+BASE=localhost/dali-mixup-base:bookworm
+IMAGE=localhost/dali-mixup:cpu
+TEST_IMAGE=localhost/dali-mixup:cpu-test
+TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://pypi.org/simple}
+CA_BUNDLE=${CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+COLD=${DOCKER_CHECK_COLD:-0}
+RUN_UID=4242   # not the image's user (1000): what `--user "$(id -u):$(id -g)"` gives
+BENCH_IMAGES=64
+
+SUMMARY=()
+FAILED=()
+say() { printf '\n== %s\n' "$*"; }
+record() { SUMMARY+=("$(printf '%-58s %s' "$1" "$2")"); }
+fail() { FAILED+=("$1"); record "$1" "FAILED"; printf 'docker-check: FAILED: %s\n' "$1" >&2; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.0f s", b - a }'; }
+gb() { awk -v b="$1" 'BEGIN { printf "%.2f GB", b / 1e9 }'; }
+
+# ---------------------------------------------------------------------------------------------
+say "tools"
+if [ "$(id -u)" != 0 ]; then
+    echo "docker-check: run as root (apt-get, buildah and podman with chroot isolation need it)" >&2
+    exit 2
+fi
+missing=()
+for tool in buildah podman runc debootstrap podman-compose; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} (apt-get)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        buildah podman runc debootstrap podman-compose
+fi
+buildah --version; podman --version; runc --version | head -1; podman-compose version 2>/dev/null | tail -1 || true
+mkdir -p "$WORK/logs"
+
+# podman's default limits for root containers (1048576 open files, nproc up to the pid limit)
+# exceed what an unprivileged-looking sandbox may set: take the machine's own hard limits.
+nofile=$(ulimit -Hn); nproc=$(ulimit -Hu); pidmax=$(cat /proc/sys/kernel/pid_max)
+[ "$nofile" = unlimited ] && nofile=1048576
+{ [ "$nproc" = unlimited ] || [ "$nproc" -gt "$pidmax" ]; } && nproc=$pidmax
+printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n' "$nofile" "$nofile" "$nproc" "$nproc" \
+    > "$WORK/containers.conf"
+export CONTAINERS_CONF=$WORK/containers.conf
+
+BUILDAH=(buildah bud --isolation chroot --layers)
+if [ -n "$CA_BUNDLE" ] && [ -s "$CA_BUNDLE" ]; then
+    BUILDAH+=(--secret "id=ca-bundle,src=$CA_BUNDLE")
+fi
+CPU_ARGS=(--build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cpu --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL")
+NO_CACHE=()
+[ "$COLD" = 1 ] && NO_CACHE=(--no-cache)
+
+# ---------------------------------------------------------------------------------------------
+say "base image $BASE (debootstrap bookworm, minbase)"
+if [ "$COLD" = 1 ] && podman image exists "$BASE"; then podman rmi -f "$BASE" >/dev/null; fi
+if podman image exists "$BASE"; then
+    echo "cached"
+    record "base image (debootstrap)" "cached"
+else
+    t=$(now)
+    rootfs=$WORK/rootfs
+    rm -rf "$rootfs"
+    debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" > "$WORK/logs/debootstrap.log" 2>&1 \
+        || { tail -20 "$WORK/logs/debootstrap.log"; exit 1; }
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s-security bookworm-security main\n' \
+        "$DEBIAN_MIRROR" "$DEBIAN_MIRROR" "$DEBIAN_MIRROR" > "$rootfs/etc/apt/sources.list"
+    tar -C "$rootfs" -c . | podman import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]' - "$BASE" >/dev/null
+    rm -rf "$rootfs"
+    record "base image (debootstrap + import)" "$(since "$t"), $(gb "$(podman image inspect --format '{{.Size}}' "$BASE")")"
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "build $IMAGE (CPU variant; log: $WORK/logs/build.log)"
+t=$(now)
+if "${BUILDAH[@]}" "${NO_CACHE[@]}" "${CPU_ARGS[@]}" -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" > "$WORK/logs/build.log" 2>&1; then
+    cached=$(grep -c 'Using cache' "$WORK/logs/build.log" || true)
+    record "build, CPU variant ($cached steps from the cache)" "$(since "$t")"
+else
+    tail -30 "$WORK/logs/build.log"
+    echo "docker-check: the build failed (log: $WORK/logs/build.log)" >&2
+    exit 1
+fi
+size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
+record "image size, CPU variant" "$(gb "$size")"
+echo "largest layers:"
+podman history --format '{{.Size}}  {{.CreatedBy}}' "$IMAGE" | grep -v '^0B' | cut -c1-150 | head -12
+echo "what the virtual environment holds (MB):"
+podman run --rm --network none --entrypoint sh "$IMAGE" -c '
+    cd /opt/venv/lib/python3*/site-packages
+    du -sm /opt/venv torch triton nvidia nvidia/dali cupy 2>/dev/null
+    du -sm --total nvidia/* 2>/dev/null | grep -v -E "/dali$" | awk "{ s += \$1 } END { print s, \"nvidia/* other than DALI (CUDA wheels)\" }"' \
+    | tee "$WORK/logs/venv-du.txt" || true
+
+# ---------------------------------------------------------------------------------------------
+say "the image's settings"
+env_lines=$(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE")
+user=$(podman image inspect --format '{{.Config.User}}' "$IMAGE")
+if [ -n "$user" ] && [ "$user" != root ] && [ "$user" != 0 ]; then record "runs as non-root ($user)" ok; else fail "non-root user (got '$user')"; fi
+if grep -q '^DEBIAN_FRONTEND=' <<<"$env_lines"; then fail "DEBIAN_FRONTEND not in the runtime environment"; else record "DEBIAN_FRONTEND not in the runtime environment" ok; fi
+if podman run --rm --network none --user "$RUN_UID:$RUN_UID" --entrypoint sh "$IMAGE" -c '
+        set -e
+        echo "HOME=$HOME XDG_CACHE_HOME=$XDG_CACHE_HOME CUPY_CACHE_DIR=$CUPY_CACHE_DIR MPLCONFIGDIR=$MPLCONFIGDIR"
+        for d in "$HOME" "$XDG_CACHE_HOME" "$CUPY_CACHE_DIR" "$MPLCONFIGDIR"; do
+            [ -n "$d" ] && touch "$d/.w" && rm "$d/.w"
+        done
+        python3 -c "import matplotlib; print(\"matplotlib config\", matplotlib.get_configdir())" 2>&1
+        ' > "$WORK/logs/user-dirs.log" 2>&1 \
+    && ! grep -q -i 'temporary' "$WORK/logs/user-dirs.log"; then
+    cat "$WORK/logs/user-dirs.log"
+    record "--user $RUN_UID: HOME, caches, MPLCONFIGDIR writable" ok
+else
+    cat "$WORK/logs/user-dirs.log"; fail "--user $RUN_UID: HOME, caches, MPLCONFIGDIR writable"
+fi
+
+# Results folder the container's user cannot write: one line, exit status 2, no traceback.
+rm -rf "$WORK/results-ro"; mkdir -p "$WORK/results-ro"; chmod 755 "$WORK/results-ro"
+set +e
+podman run --rm --network none --user "$RUN_UID:$RUN_UID" -v "$WORK/results-ro:/results" "$IMAGE" \
+    bench --quick --device cpu > "$WORK/logs/results-ro.out" 2> "$WORK/logs/results-ro.err"
+rc=$?
+set -e
+cat "$WORK/logs/results-ro.err"
+if [ "$rc" = 2 ] && [ "$(wc -l < "$WORK/logs/results-ro.err")" = 1 ] && ! grep -q Traceback "$WORK/logs/results-ro.err"; then
+    record "unwritable /results: one line, exit status 2" ok
+else
+    fail "unwritable /results: one line, exit status 2 (got $rc, $(wc -l < "$WORK/logs/results-ro.err") lines)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "doctor"
+t=$(now)
+if podman run --rm --network none --shm-size=1g "$IMAGE" doctor 2>&1 | tee "$WORK/logs/doctor.log"; then
+    record "doctor (exit 0)" "$(since "$t")"
+else
+    fail "doctor"
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "bench --quick --device cpu --images $BENCH_IMAGES, as uid $RUN_UID, results in $WORK/results"
+rm -rf "$WORK/results"; mkdir -p "$WORK/results"; chown "$RUN_UID:$RUN_UID" "$WORK/results"
+t=$(now)
+if podman run --rm --network none --shm-size=1g --user "$RUN_UID:$RUN_UID" -v "$WORK/results:/results" "$IMAGE" \
+        bench --quick --device cpu --images "$BENCH_IMAGES" --no-progress \
+        > "$WORK/logs/bench.out" 2> "$WORK/logs/bench.err"; then
+    tail -25 "$WORK/logs/bench.out"
+    record "bench --quick --device cpu --images $BENCH_IMAGES" "$(since "$t")"
+else
+    tail -25 "$WORK/logs/bench.out"; tail -25 "$WORK/logs/bench.err"; fail "bench --quick --device cpu"
+fi
+if grep -q -i -E 'Matplotlib created a temporary|Traceback' "$WORK/logs/bench.err"; then
+    fail "bench: no Matplotlib cache warning, no traceback"; cat "$WORK/logs/bench.err"
+fi
+ls -l "$WORK/results/bench-out" 2>/dev/null || true
+if ls "$WORK/results"/bench-out/bench-*.json >/dev/null 2>&1; then
+    record "results in the mounted folder's bench-out/ (as documented)" ok
+else
+    fail "results in the mounted folder's bench-out/"
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "test image $TEST_IMAGE (the image + the dev extra) and the CPU test tier"
+t=$(now)
+if "${BUILDAH[@]}" "${NO_CACHE[@]}" --build-arg IMAGE="$IMAGE" \
+        -f "$ROOT/docker/test.Dockerfile" -t "$TEST_IMAGE" "$ROOT" > "$WORK/logs/build-test.log" 2>&1; then
+    record "build, test image" "$(since "$t")"
+else
+    tail -30 "$WORK/logs/build-test.log"; fail "build, test image"
+fi
+# A small ImageFolder (train/ and val/), mounted read-only for the tests and the compose bench.
+rm -rf "$WORK/data"; mkdir -p "$WORK/data"
+podman run --rm --network none -v "$WORK/data:/out" --user 0 --entrypoint python3 "$IMAGE" -c '
+import numpy as np, pathlib
+from PIL import Image
+rng = np.random.default_rng(0)
+for split, n in (("train", 24), ("val", 8)):
+    for c in range(4):
+        d = pathlib.Path("/out", split, f"class{c}"); d.mkdir(parents=True)
+        for i in range(n):
+            a = (rng.random((96, 128, 3)) * 64 + c * 48).astype(np.uint8)
+            Image.fromarray(a).save(d / f"{i}.jpg", quality=90)
+'
+chmod -R a+rX "$WORK/data"
+if podman image exists "$TEST_IMAGE"; then
+    rm -rf "$WORK/test-results"; mkdir -p "$WORK/test-results"; chown "$RUN_UID:$RUN_UID" "$WORK/test-results"
+    t=$(now)
+    # The repository read-only at /src, its dali_mixup/ hidden: the tests import the installed wheel.
+    # shellcheck disable=SC2086
+    if podman run --rm --network none --shm-size=1g --user "$RUN_UID:$RUN_UID" \
+            -v "$ROOT:/src:ro" --tmpfs /src/dali_mixup -v "$WORK/data:/data:ro" -v "$WORK/test-results:/results" \
+            -w /results --entrypoint sh "$TEST_IMAGE" -c '
+                python3 -c "import dali_mixup; print(\"testing\", dali_mixup.__file__)"
+                exec pytest -p no:cacheprovider -c /src/pyproject.toml --rootdir /src /src/tests -m "not gpu" -q \
+                    --junitxml=/results/junit.xml "$@"' sh ${TEST_ARGS:-} \
+            > "$WORK/logs/tests.log" 2>&1; then
+        status=ok
+    else
+        status=FAILED
+    fi
+    tail -30 "$WORK/logs/tests.log"
+    counts=$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$WORK/logs/tests.log" | tail -1 | tr -d '=' | xargs)
+    if [ "$status" = ok ]; then record "tests -m 'not gpu' ($counts)" "$(since "$t")"; else fail "tests -m 'not gpu' ($counts)"; fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "a one-line source edit, rebuilt"
+ctx=$WORK/edit-context
+rm -rf "$ctx"; mkdir -p "$ctx"
+git -C "$ROOT" ls-files -z --cached --others --exclude-standard | (cd "$ROOT" && xargs -0 cp --parents -t "$ctx" 2>/dev/null || true)
+cp "$ROOT/.dockerignore" "$ctx/"
+marker="docker-check edit $(date +%s)"
+echo "# $marker" >> "$ctx/dali_mixup/__init__.py"
+t=$(now)
+if "${BUILDAH[@]}" "${CPU_ARGS[@]}" -f "$ctx/Dockerfile" -t "$IMAGE-edit" "$ctx" > "$WORK/logs/build-edit.log" 2>&1 \
+        && podman run --rm --network none --entrypoint python3 "$IMAGE-edit" -c \
+            "import dali_mixup, sys; sys.exit('$marker' not in open(dali_mixup.__file__).read())"; then
+    record "rebuild after a one-line source edit" "$(since "$t")"
+else
+    tail -20 "$WORK/logs/build-edit.log"; fail "rebuild after a one-line source edit"
+fi
+podman history --format '{{.Size}}  {{.CreatedBy}}' "$IMAGE-edit" 2>/dev/null | head -4 | cut -c1-120 || true
+podman rmi "$IMAGE-edit" >/dev/null 2>&1 || true
+rm -rf "$ctx"
+
+# ---------------------------------------------------------------------------------------------
+say "compose services (podman-compose; no GPU here: the device reservations cannot be met)"
+rm -rf "$WORK/compose-results"; mkdir -p "$WORK/compose-results"; chown "$RUN_UID:$RUN_UID" "$WORK/compose-results"
+export DATA_DIR=$WORK/data RESULTS_DIR=$WORK/compose-results CUDA_EXTRA=cpu HOST_UID=$RUN_UID HOST_GID=$RUN_UID
+compose=(podman-compose -f "$ROOT/docker/compose.yaml")
+t=$(now)
+if "${compose[@]}" run --rm bench doctor > "$WORK/logs/compose-doctor.log" 2>&1; then
+    record "compose: run bench doctor" "$(since "$t")"
+else
+    tail -15 "$WORK/logs/compose-doctor.log"; fail "compose: run bench doctor"
+fi
+t=$(now)
+if "${compose[@]}" run --rm bench bench --quick --device cpu --data /data/train --no-progress --no-plot \
+        > "$WORK/logs/compose-bench.log" 2>&1 && ls "$WORK"/compose-results/bench-out/bench-*.json >/dev/null 2>&1; then
+    record "compose: run bench bench --quick --device cpu --data /data/train" "$(since "$t")"
+else
+    tail -15 "$WORK/logs/compose-bench.log"; fail "compose: bench service on the CPU"
+fi
+t=$(now)
+if "${compose[@]}" run --rm train --standalone --nproc_per_node=1 -m dali_mixup train /data \
+        --out /results/train --resume auto --device cpu --model small-cnn --image-size 64 --epochs 1 \
+        --batch-size 16 --quiet > "$WORK/logs/compose-train.log" 2>&1 \
+        && ls "$WORK"/compose-results/train/ >/dev/null 2>&1; then
+    tail -3 "$WORK/logs/compose-train.log"
+    record "compose: run train (torchrun, 1 CPU process, 1 epoch)" "$(since "$t")"
+else
+    tail -15 "$WORK/logs/compose-train.log"; fail "compose: train service on the CPU"
+fi
+"${compose[@]}" down > /dev/null 2>&1 || true
+
+# ---------------------------------------------------------------------------------------------
+say "CUDA guard: CUDA_EXTRA=cuda13 on a base without CUDA stops early"
+set +e
+"${BUILDAH[@]}" --build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cuda13 \
+    --target builder -f "$ROOT/Dockerfile" "$ROOT" > "$WORK/logs/build-guard.log" 2>&1
+rc=$?
+set -e
+if [ "$rc" != 0 ] && grep -q 'CUDA_EXTRA=cuda13 does not match the base image' "$WORK/logs/build-guard.log"; then
+    record "CUDA_EXTRA=cuda13 on a base without CUDA: stops at the check" ok
+else
+    tail -10 "$WORK/logs/build-guard.log"; fail "CUDA guard"
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "summary (logs in $WORK/logs)"
+printf '%s\n' "${SUMMARY[@]}" | tee "$WORK/summary.txt"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    printf 'docker-check: %d check(s) failed\n' "${#FAILED[@]}" >&2
+    exit 1
+fi
+echo "docker-check: everything checked works"
