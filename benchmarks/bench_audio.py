@@ -194,6 +194,7 @@ def main(argv=None):
                   "repeats": repeats, "baseline_workers": cores},
         "ours": ours, "baseline": base, "speedup": ratio,
         "target": "ours >= 1.5x baseline on 2 CPU cores; >= 5x on a GPU",
+        "load_average_1_5_15min": list(os.getloadavg()),  # a shared machine: other jobs widen the spread
     }
     os.makedirs(args.out, exist_ok=True)
     name = f"bench_audio-{hardware_slug(meta)}{'-quick' if args.quick else ''}.json"
