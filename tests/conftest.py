@@ -11,6 +11,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 gpu_skip_reason = cuda_unavailable_reason
 
 
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
+    """Each behaviour on every device (Kornia's fixture): the CPU twin, and the CUDA kernels where
+    there is a GPU (the ``cuda`` case is marked ``gpu`` and skips with a reason elsewhere)."""
+    return request.param
+
+
 def pytest_collection_modifyitems(config, items):
     reason = gpu_skip_reason()
     if reason is None:
