@@ -228,6 +228,43 @@ MIX_CUTMIX_IMAGES_PACKED_PARAMS = (
     "int64 height, int64 row_packs"
 )
 
+# MIX_CUTMIX_IMAGES_OP for volumes: a sample is (outer, depth, height, width, inner) in memory
+# order (NCDHW is (C, D, H, W, 1), NDHWC (1, D, H, W, C)), and a CutMix sample copies the
+# partner's element inside its cuboid [z0, z1) x [y0, y1) x [x0, x1) (boxes[6n .. 6n+5]) and its
+# own outside; a mixup sample blends exactly as MIX_IMAGES_OP. Reads one or two input elements
+# and writes out once.
+MIX_CUTMIX_VOLUMES_OP = r"""
+const long long n = (long long)i / sample_size;
+const long long r = (long long)i - n * sample_size;
+float y;
+if (cut[n]) {
+    /* 32-bit division, as MIX_CUTMIX_IMAGES_OP: mix_images checks sample_size < 2^31 */
+    const unsigned int plane = (unsigned int)(height * width);
+    const unsigned int p = ((unsigned int)r / (unsigned int)inner) % ((unsigned int)depth * plane);
+    const unsigned int z = p / plane;
+    const unsigned int q = p - z * plane;
+    const unsigned int h = q / (unsigned int)width;
+    const unsigned int w = q - h * (unsigned int)width;
+    const bool inside = (long long)z >= boxes[6 * n] && (long long)z < boxes[6 * n + 1]
+        && (long long)h >= boxes[6 * n + 2] && (long long)h < boxes[6 * n + 3]
+        && (long long)w >= boxes[6 * n + 4] && (long long)w < boxes[6 * n + 5];
+    y = dm_load(x[inside ? perm[n] * sample_size + r : (long long)i]);
+} else {
+    const float l = lam[n];
+    if (l == 1.0f) {
+        y = dm_load(x[i]);
+    } else {
+        y = dm_fma(dm_sub(1.0f, l), dm_load(x[perm[n] * sample_size + r]), dm_mul(l, dm_load(x[i])));
+    }
+}
+dm_store(y, out);
+"""
+
+MIX_CUTMIX_VOLUMES_PARAMS = (
+    "raw T x, raw float32 lam, raw int64 perm, raw uint8 cut, raw int64 boxes, int64 sample_size, "
+    "int64 inner, int64 depth, int64 height, int64 width"
+)
+
 # One output element per (sample, class): the sample's own smoothed one-hot weighted by λ plus
 # its partner's weighted by 1 − λ. Rows sum to 1 when both share a class.
 MIX_TARGETS_OP = r"""
@@ -252,6 +289,7 @@ KERNELS = {
     "mix_images_packed": (MIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_IMAGES_PACKED_OP),
     "mix_cutmix_images": (MIX_CUTMIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_CUTMIX_IMAGES_OP),
     "mix_cutmix_images_packed": (MIX_CUTMIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_CUTMIX_IMAGES_PACKED_OP),
+    "mix_cutmix_volumes": (MIX_CUTMIX_VOLUMES_PARAMS, MIX_IMAGES_OUT, MIX_CUTMIX_VOLUMES_OP),
     "mix_targets": (MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP),
 }
 
@@ -349,10 +387,20 @@ def launch_mix_cutmix_images(x_flat, lam, perm, cut, boxes, grid, out_flat) -> N
     """Launch the mixup/CutMix image kernel on torch's current stream: the packed one where a
     pack lies inside one image row (``inner == 1``, W a multiple of the pack width) and
     ``packable`` holds, the scalar one otherwise. ``cut``: (N,) bool, ``boxes``: (N, 4) int64,
-    ``grid``: (outer, H, W, inner), a sample in memory order; the tensors are CUDA tensors on one
+    ``grid``: (outer, H, W, inner), a sample in memory order (volumes: boxes (N, 6), grid
+    (outer, D, H, W, inner), the scalar ``mix_cutmix_volumes`` kernel); the tensors are CUDA tensors on one
     device, ``x_flat``/``out_flat`` 1-D dense in memory order."""
     import torch
 
+    if len(grid) == 5:  # volumes (outer, D, H, W, inner), cuboid boxes (N, 6)
+        _, depth, height, width, inner = grid
+        with _on_torch_stream(x_flat.device):
+            get_kernel("mix_cutmix_volumes")(
+                _cupy_view(x_flat), _cupy_view(lam), _cupy_view(perm), _cupy_view(cut.view(torch.uint8)),
+                _cupy_view(boxes.contiguous().view(-1)), x_flat.numel() // lam.numel(), inner, depth, height, width,
+                _cupy_view(out_flat),
+            )
+        return
     _, height, width, inner = grid
     sample_size = x_flat.numel() // lam.numel()
     pack = pack_width(x_flat.element_size())

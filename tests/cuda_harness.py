@@ -165,6 +165,8 @@ def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
     (in, out) dtype pair: ``mix_<in>_<out>(x, lam, perm, sample_size, out, total)``,
     ``mixp_<in>_<out>(x, lam, perm, sample_packs, out, total_packs)`` (the packed kernel),
     ``cutmix_<in>_<out>(x, lam, perm, cut, boxes, sample_size, inner, height, width, out, total)``,
+    ``cutmix3_<in>_<out>(x, lam, perm, cut, boxes, sample_size, inner, depth, height, width, out, total)``
+    (the volume kernel, cuboid boxes (N, 6)),
     ``cutmixp_<in>_<out>(x, lam, perm, cut, boxes, sample_packs, height, row_packs, out, total_packs,
     partner_reads)`` (the packed CutMix kernel; ``*partner_reads`` counts its ``perm[n]`` lookups,
     one per pack that reads its partner) and
@@ -194,6 +196,13 @@ def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
                 f"long long height, long long width, {tb}* _raw_out, long long total) {{\n"
                 f"  for (long long i = 0; i < total; ++i) {{ {tb}& out = _raw_out[i];\n"
                 f"{kernels.MIX_CUTMIX_IMAGES_OP}\n  }}\n}}\n"
+            )
+            src.append(
+                f'extern "C" void cutmix3_{a}_{b}(const {ta}* x, const float* lam, const long long* perm, '
+                f"const unsigned char* cut, const long long* boxes, long long sample_size, long long inner, "
+                f"long long depth, long long height, long long width, {tb}* _raw_out, long long total) {{\n"
+                f"  for (long long i = 0; i < total; ++i) {{ {tb}& out = _raw_out[i];\n"
+                f"{kernels.MIX_CUTMIX_VOLUMES_OP}\n  }}\n}}\n"
             )
             src.append(
                 f'extern "C" void cutmixp_{a}_{b}(const {ta}* x, const float* lam, const long long* perm_, '

@@ -486,3 +486,70 @@ def test_cupy_view_refuses_strided_and_multi_dim_tensors():
     with pytest.raises(ValueError, match="dense 1-D"):
         kernels._cupy_view(_PosingAsCuda(torch.zeros(2, 3)))
     assert kernels._cupy_view(_PosingAsCuda(torch.zeros(8)[3:4])).shape == (1,)
+
+
+def _cuboid_params(n, size, seed):
+    """Sampled 3-D CutMix params (cuboids), with an empty cuboid, a full one and a mixup sample
+    with λ = 0.5 pinned where the batch allows."""
+    p = MixupSampler(MixupConfig(alpha=0.4, cutmix_alpha=1.0, switch_prob=0.7, mode="elem"), seed).sample(
+        n, image_size=size)
+    lam, cut, boxes = p.lam.clone(), p.cutmix.clone(), p.boxes.clone()
+    if n >= 4:
+        cut[:3] = True
+        boxes[0] = torch.tensor([1, 1, 0, size[1], 0, size[2]])  # empty
+        boxes[1] = torch.tensor([0, size[0], 0, size[1], 0, size[2]])  # the whole volume
+        cut[3], lam[3] = False, 0.5
+    return MixupParams(lam, p.perm, boxes=boxes, cutmix=cut, image_size=size)
+
+
+@pytest.mark.parametrize("a", DT)
+@pytest.mark.parametrize("b", DT)
+@pytest.mark.parametrize(
+    "shape, layout, channels_last",
+    [((6, 2, 5, 7, 9), "NCDHW", False), ((6, 2, 5, 7, 9), "NCDHW", True), ((5, 4, 3, 6, 3), "NDHWC", False),
+     ((2, 1, 1, 1, 1), "NCDHW", False)],
+)
+def test_host_compiled_cuboid_cutmix_kernel_equals_cpu_twin(host_lib, a, b, shape, layout, channels_last):
+    """The volume kernel (cuboid boxes, (outer, D, H, W, inner) grids) gives the CPU twin's bits."""
+    requires_fma()
+    x = random_images(shape, TORCH[a], seed=sum(shape))
+    if b == "uint8" and a != "uint8":
+        x = x.float().abs().clamp(max=300).to(TORCH[a])
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    size = shape[2:5] if layout == "NCDHW" else shape[1:4]
+    params = _cuboid_params(shape[0], size, seed=shape[0])
+    want = mix_images(x, params, dtype=TORCH[b], layout=layout)
+    from dali_mixup.mix import _cutmix_grid, _memory_order_view
+
+    xs, grid = _memory_order_view(x), _cutmix_grid(x, layout, params)
+    assert grid[1:4] == size and len(grid) == 5
+    got = torch.empty(xs.numel(), dtype=TORCH[b])
+    getattr(host_lib, f"cutmix3_{a}_{b}")(
+        _ptr(xs), _ptr(params.lam), _ptr(params.perm), _ptr(params.cutmix), _ptr(params.boxes),
+        *map(ctypes.c_longlong, (xs.numel() // shape[0], grid[4], *grid[1:4])), _ptr(got), ctypes.c_longlong(xs.numel()))
+    assert _same_bits(got, _memory_order_view(want)), (a, b)
+    # the twin itself: inside the cuboid the partner, outside the sample (both converted as stored)
+    xo = x.to(TORCH[b]) if a == b or b != "uint8" else None
+    if xo is not None:
+        spatial = (2, 3, 4) if layout == "NCDHW" else (1, 2, 3)
+        for i in params.cutmix.nonzero().view(-1).tolist():
+            z0, z1, y0, y1, x0, x1 = params.boxes[i].tolist()
+            ref = xo[i].clone()
+            idx = [slice(None)] * 4
+            for d, lo, hi in zip(spatial, (z0, y0, x0), (z1, y1, x1)):
+                idx[d - 1] = slice(lo, hi)
+            ref[tuple(idx)] = xo[int(params.perm[i])][tuple(idx)]
+            assert _same_bits(want[i].contiguous(), ref.contiguous())
+
+
+def test_cuboid_launcher_uses_the_volume_kernel(monkeypatch):
+    """A 5-entry grid goes to ``mix_cutmix_volumes`` with (sample_size, inner, D, H, W)."""
+    calls = []
+    monkeypatch.setattr(kernels, "get_kernel", lambda name: lambda *args, **kw: calls.append((name, args[5:10])))
+    monkeypatch.setattr(kernels, "_on_torch_stream", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(kernels, "_cupy_view", lambda t: t)
+    x = torch.zeros(2 * 3 * 4 * 5 * 6)
+    kernels.launch_mix_cutmix_images(x, torch.ones(2), torch.arange(2), torch.zeros(2, dtype=torch.bool),
+                                     torch.zeros(2, 6, dtype=torch.int64), (3, 4, 5, 6, 1), torch.empty_like(x))
+    assert calls == [("mix_cutmix_volumes", (3 * 4 * 5 * 6, 1, 4, 5, 6))]
