@@ -189,7 +189,8 @@ def main(argv=None):
     result = {
         "benchmark": "audio", "quick": args.quick, "meta": meta,
         "setup": {"clips": len(source), "classes": CLASSES, "batch_size": args.batch_size, "cores": cores,
-                  "input": f"{SECONDS_IN} s at {SR_IN} Hz, half WAV PCM16, half FLAC", "output": f"{SECONDS} s at {SR} Hz",
+                  "input": f"{SECONDS_IN} s at {SR_IN} Hz, half WAV PCM16, half FLAC",
+                  "output": f"{SECONDS} s at {SR} Hz",
                   "features": FEAT, "mixup": {"alpha": ALPHA, "mode": "elem", "label_smoothing": EPS},
                   "repeats": repeats, "baseline_workers": cores},
         "ours": ours, "baseline": base, "speedup": ratio,

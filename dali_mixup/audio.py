@@ -292,7 +292,6 @@ class MultiHotTarget(Rule):
     mix: MultiLabelMix = MultiLabelMix.WEIGHTED
     label_smoothing: float = 0.0
     hot_name: str = "label_hot"
-    travels = True
     _table: Optional[torch.Tensor] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
@@ -315,8 +314,9 @@ class MultiHotTarget(Rule):
         return self._table[index]
 
     def apply(self, name, value, params):
-        lam = params.lam.to(value.device).unsqueeze(1)
-        perm = params.perm.to(value.device)
+        value = value.to(params.lam.device, non_blocking=True)  # (N, C) rows to the batch's device
+        lam = params.lam.unsqueeze(1)
+        perm = params.perm
         partner = value[perm]
         if self.mix is MultiLabelMix.WEIGHTED:
             out = lam * value + (1 - lam) * partner
@@ -333,7 +333,8 @@ class MultiHotTarget(Rule):
 
 def _audio_folder(root: str) -> Source:
     if not os.path.isdir(root):
-        raise ValueError(f"root: {root!r} is not a directory" if os.path.exists(root) else f"root: {root!r} does not exist")
+        what = "is not a directory" if os.path.exists(root) else "does not exist"
+        raise ValueError(f"root: {root!r} {what}")
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
     if not classes:
         raise ValueError(f"root: {root!r} has no class folders (expected root/<class>/<clip>)")
@@ -498,9 +499,7 @@ def _scan_flac(f, size: int, head: bytes):
     if pos == size:
         return (ProblemKind.ZERO_SIZE, "zero-length audio: the FLAC has no audio frames") if total == 0 else \
             (ProblemKind.TRUNCATED, f"truncated FLAC: STREAMINFO says {total:,} samples, no audio frames follow")
-    if total == 0:  # 0 means "unknown" in FLAC only when frames follow; libsndfile then reads what is there
-        return None
-    return None
+    return None  # frames follow (total 0 then means "unknown"); damage inside them DALI reports at the batch
 
 
 def _identify_audio(f, size: int):
