@@ -46,7 +46,6 @@ al., "PANNs", https://arxiv.org/abs/1912.10211.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import functools
@@ -73,7 +72,7 @@ from .validate import (BadDataError, BadFilesWarning, OnError, Problem, ProblemK
                        _text_reason)
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "AudioLoaderSpec", "AudioMixupIterator", "BlendThenLogMel", "LogMel", "LogMelConfig",
+    "AUDIO_EXTENSIONS", "AudioLoaderSpec", "BlendThenLogMel", "LogMel", "LogMelConfig",
     "MixStage", "MultiHotTarget", "MultiLabelMix", "audio_pipeline", "create_audio_loader", "filter_audio_files",
     "resolve_audio_source", "scan_audio_file", "scan_audio_files",
 ]
@@ -647,23 +646,6 @@ def audio_pipeline(**kwargs):
 # --- the loader ----------------------------------------------------------------------------
 
 
-class AudioMixupIterator(DALIMixupIterator):
-    """``DALIMixupIterator`` whose decode errors are diagnosed by the audio header scan (the
-    core's ``diagnose_read_error`` reads image headers)."""
-
-    @contextlib.contextmanager
-    def _naming_bad_files(self):
-        if self._dead is not None:
-            raise self._dead
-        try:
-            yield
-        except RuntimeError as e:
-            if self.source is None or not self.source.files:
-                raise
-            self._dead = diagnose_audio_error(e, self.source.files)
-            raise self._dead from e
-
-
 @dataclass(frozen=True)
 class AudioLoaderSpec:
     """The resolved options of one audio loader (see ``create_audio_loader``)."""
@@ -820,7 +802,7 @@ def create_audio_loader(root=None, file_list=None, *, batch_size: int, sample_ra
         on_error: ``"raise"`` (name the bad files) or ``"skip"`` (leave them out, one warning).
 
     Returns:
-        ``AudioMixupIterator`` (a ``DALIMixupIterator``) yielding ``[{...}]`` with
+        ``DALIMixupIterator`` yielding ``[{...}]`` with
         ``"features"`` ``(N, n_mels, 1 + L // hop_length)`` float32 dB (with features),
         ``"audio"`` ``(N, L)`` float32 (the mixed waveform; stage ``waveform`` only),
         ``"label"`` ``(N, C)`` float32, ``"label_index"`` ``(N,)`` int64 (or ``"label_hot"``
@@ -839,13 +821,11 @@ def audio_loader_from_spec(spec: AudioLoaderSpec):
     def make_pipeline(checkpoint=None):
         return audio_pipeline(checkpoint=checkpoint, **kwargs)
 
-    it = AudioMixupIterator(
-        make_pipeline(), reader_name=READER_NAME, auto_reset=spec.auto_reset,
+    it = DALIMixupIterator(
+        make_pipeline(), diagnose=diagnose_audio_error, reader_name=READER_NAME, auto_reset=spec.auto_reset,
         last_batch_policy=LastBatchPolicy[spec.last_batch_policy.value], mixup=spec.mixup, seed=spec.seed,
         pipeline_factory=make_pipeline, source=spec.source, fields=spec.fields(),
     )
     it.spec = spec
-    if it.num_classes is None:  # multi-label: no SoftTarget for the iterator to read C from
-        it.num_classes = spec.num_classes
     return it
 

@@ -659,20 +659,6 @@ def detection_fields(*, masks: bool = False, ignore_index: int = 255, num_classe
     return fields
 
 
-def _iterator_class():
-    from .iterator import DALIMixupIterator
-
-    class DetectionIterator(DALIMixupIterator):
-        """``DALIMixupIterator`` whose mixer is a ``DetectionMixer`` (boxes see their labels)."""
-
-        @DALIMixupIterator.mixup.setter
-        def mixup(self, config):
-            DALIMixupIterator.mixup.fset(self, config)
-            self._mixer = DetectionMixer(self._mixer.fields)
-
-    return DetectionIterator
-
-
 def yolov5_preset(prob: float = 1.0) -> Dict[str, Any]:
     """YOLOv5's mixup: r ~ Beta(32, 32) per image with probability ``prob`` (its ``hyp.mixup``),
     the two box sets concatenated with no weights. ``create_detection_loader(..., **yolov5_preset())``."""
@@ -788,8 +774,10 @@ def create_detection_loader(
     def make_pipeline(checkpoint=None):
         return detection_pipeline(source, checkpoint=checkpoint, **graph, **dali)
 
-    it = _iterator_class()(
-        make_pipeline(), reader_name=READER_NAME, auto_reset=auto_reset, last_batch_policy=policy,
+    from .iterator import DALIMixupIterator
+
+    it = DALIMixupIterator(
+        make_pipeline(), mixer=DetectionMixer, reader_name=READER_NAME, auto_reset=auto_reset, last_batch_policy=policy,
         dynamic_shape=True, mixup=mixup, seed=seed, pipeline_factory=make_pipeline, source=source, fields=fields,
     )
     it.num_classes = source.num_classes

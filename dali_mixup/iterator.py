@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -87,6 +87,10 @@ class DALIMixupIterator(DALIGenericIterator):
             ``(images, labels)`` (see ``dali_mixup.fields``); replaces ``num_classes``, ``dtype``,
             ``layout``. A ``SoftTarget`` whose ``label_smoothing`` is ``None`` takes the
             ``MixupConfig``'s.
+        mixer: the ``BatchMixer`` (sub)class that applies the fields' rules (e.g. one whose
+            box rule reads the labels field).
+        diagnose: ``(error, files) -> BadDataError`` naming the bad files when DALI fails on the
+            data (default: the image header scan; audio passes its own).
 
     Yields:
         ``[{"data": (N, ...) mixed images, "label": (N, C) float32 soft targets,
@@ -124,6 +128,8 @@ class DALIMixupIterator(DALIGenericIterator):
         source: Optional[Source] = None,
         layout: str = "NCHW",
         fields: Optional[Mapping[str, Rule]] = None,
+        mixer: Callable[[Mapping[str, Rule]], BatchMixer] = BatchMixer,
+        diagnose: Callable[[BaseException, Sequence[str]], BadDataError] = diagnose_read_error,
     ) -> None:
         if mixup is not None and not isinstance(mixup, MixupConfig):
             raise TypeError(f"mixup must be a MixupConfig or None, got {type(mixup).__name__}")
@@ -138,10 +144,12 @@ class DALIMixupIterator(DALIGenericIterator):
             self.num_classes = resolve_num_classes(num_classes, mixup.num_classes if mixup else None)
             fields = classification_fields(self.num_classes, layout=layout, dtype=dtype, source=source,
                                            label_smoothing=None)
-        else:
-            targets = [r for r in fields.values() if isinstance(r, SoftTarget)]
-            self.num_classes = targets[0].num_classes if targets else None
+        else:  # C from the first rule that has a class count (soft, multi-hot, mask targets)
+            counts = [c for r in fields.values() if (c := getattr(r, "num_classes", None)) is not None]
+            self.num_classes = counts[0] if counts else None
         self._fields = dict(fields)
+        self._make_mixer = mixer
+        self._diagnose = diagnose
         #: DALI's own arguments, kept to attach new pipelines on ``load_state_dict``
         self._dali_kwargs = dict(
             size=size, reader_name=reader_name, auto_reset=auto_reset, fill_last_batch=fill_last_batch,
@@ -177,7 +185,7 @@ class DALIMixupIterator(DALIGenericIterator):
         except RuntimeError as e:
             if self.source is None or not self.source.files:
                 raise
-            self._dead = diagnose_read_error(e, self.source.files)
+            self._dead = self._diagnose(e, self.source.files)
             raise self._dead from e
 
     @property
@@ -195,7 +203,7 @@ class DALIMixupIterator(DALIGenericIterator):
             resolve_num_classes(self.num_classes, config.num_classes)
             config = dataclasses.replace(config, num_classes=self.num_classes)
         self._mixup = config
-        self._mixer = BatchMixer({
+        self._mixer = self._make_mixer({
             name: dataclasses.replace(rule, label_smoothing=config.label_smoothing)
             if isinstance(rule, SoftTarget) and rule.label_smoothing is None else rule
             for name, rule in self._fields.items()
