@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 EXTRAS ?= cpu,bench,dev
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: test bench bench-kernels gpu-test constraints wheel-check docker-check clean
+.PHONY: test bench bench-kernels gpu-test gpu-check constraints wheel-check docker-check clean
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(VENV)/.installed
 
 bench-kernels: $(VENV)/.installed
 	$(PY) -m pytest benchmarks --benchmark-only
+
+# GPU host with DALI in /tmp/site, no venv, <= 7 min, 3 files to $OUT: benchmarks/README.md "make gpu-check".
+gpu-check:
+	bash benchmarks/run_gpu_session.sh
 
 # Rewrite constraints.txt from what .venv holds (after changing pyproject.toml's requirements:
 # install without -c, check the tests pass, then run this). Keeps the file's comment header.

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# What a lent GPU machine runs once DALI is unpacked into /tmp/site (../shared/gpu/README.md):
-# the GPU tests, the kernels' device bandwidth, and the end-to-end bench; everything lands in $OUT.
+# `make gpu-check`: what a lent GPU machine runs once DALI is unpacked into /tmp/site
+# (../shared/gpu/README.md). Creates no venv and installs nothing: the host's python3 (torch, CuPy,
+# torchvision, timm, pytest) runs benchmarks/gpu_check.py, which runs every stage with its own
+# time budget (7 minutes in all) and writes three files to $OUT (else bench-out/).
+# Set GIT_COMMIT in the command (the tree travels without its history). Extra arguments go to
+# gpu_check.py (e.g. --dry-run here on the CPU, --stages bench,train).
 set -u
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-bench-out}; mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia-smi.csv" 2>&1
-python -c "import torch, cupy, nvidia.dali as d; print('torch', torch.__version__, 'cupy', cupy.__version__, 'dali', d.__version__)" | tee "$OUT/versions.txt"
-timeout 150 python -m pytest tests/test_gpu_kernels.py tests/test_gpu_iterator.py -q -p no:cacheprovider -rs 2>&1 | tail -40 > "$OUT/gpu_tests.txt"
-tail -2 "$OUT/gpu_tests.txt"
-timeout 90 python benchmarks/kernel_bandwidth.py --repeats 20 --out "$OUT/kernel-bandwidth.json" 2>&1 | tail -8
-timeout ${BENCH_TIMEOUT:-240} python -m dali_mixup bench --images ${IMAGES:-4096} --batch-size ${BS:-256} --out "$OUT" --no-progress 2>&1 | tail -25
+cd "$(dirname "$0")/.."
+export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+if [ -x .venv/bin/python ] && ! "$PY" -c "import torch" 2>/dev/null; then PY=.venv/bin/python; fi
+exec "$PY" benchmarks/gpu_check.py "$@"
