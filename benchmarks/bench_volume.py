@@ -86,7 +86,7 @@ class NumpyVolumes(torch.utils.data.Dataset):
         rng = np.random.default_rng()
         v = np.load(path)
         starts = [int(rng.integers(0, s - c + 1)) for s, c in zip(v.shape[1:], self.crop)]
-        v = v[:, starts[0]:starts[0] + self.crop[0], starts[1]:starts[1] + self.crop[1], starts[2]:starts[2] + self.crop[2]]
+        v = v[(slice(None),) + tuple(slice(s, s + c) for s, c in zip(starts, self.crop))]
         for axis in (1, 2, 3):
             if rng.random() < 0.5:
                 v = np.flip(v, axis)

@@ -93,7 +93,8 @@ def _cutmix_grid(x: torch.Tensor, layout: str, params: MixupParams) -> Tuple[int
 def _cutmix_grid_3d(x: torch.Tensor, layout: str, params: MixupParams) -> Tuple[int, int, int, int, int]:
     if x.dim() != 5:
         raise ValueError(
-            f"3-D CutMix (cuboid boxes) needs 5-D volumes (N, C, D, H, W) or (N, D, H, W, C); got shape {tuple(x.shape)}"
+            "3-D CutMix (cuboid boxes) needs 5-D volumes (N, C, D, H, W) or (N, D, H, W, C); got shape "
+            f"{tuple(x.shape)}"
         )
     if x[0].numel() >= 2**31:  # the kernel locates voxels with 32-bit arithmetic
         raise ValueError(f"CutMix needs fewer than 2**31 elements per volume; got {x[0].numel()}")

@@ -79,8 +79,9 @@ class MixupParams:
         which cost more host time per batch than the GPU kernel does."""
         n = lam.shape[0]
         self = object.__new__(cls)
-        for name, value in (("lam", lam), ("perm", perm), ("image_size", image_size),
-                            ("boxes", torch.zeros((n, _box_width(image_size)), dtype=torch.int64) if boxes is None else boxes),
+        if boxes is None:
+            boxes = torch.zeros((n, _box_width(image_size)), dtype=torch.int64)
+        for name, value in (("lam", lam), ("perm", perm), ("image_size", image_size), ("boxes", boxes),
                             ("cutmix", torch.zeros(n, dtype=torch.bool) if cutmix is None else cutmix)):
             object.__setattr__(self, name, value)
         return self
@@ -203,7 +204,10 @@ def _check_boxes(boxes, cutmix, n: int, image_size):
         raise TypeError(f"MixupParams.cutmix must be a bool tensor or array, got {cutmix.dtype}")
     boxes = boxes.detach().to("cpu", torch.int64).contiguous()
     cutmix = cutmix.detach().to("cpu").contiguous()
-    width = _box_width(image_size) if image_size is not None else (6 if boxes.dim() == 2 and boxes.shape[1:] == (6,) else 4)
+    if image_size is not None:
+        width = _box_width(image_size)
+    else:  # no size to tell: rows of 6 are cuboids, anything else is checked as (N, 4)
+        width = 6 if boxes.dim() == 2 and boxes.shape[1:] == (6,) else 4
     if boxes.shape != (n, width) or cutmix.shape != (n,):
         raise ValueError(
             f"MixupParams.boxes must have shape ({n}, {width}) and .cutmix ({n},); got {tuple(boxes.shape)} "

@@ -86,7 +86,8 @@ def scan_volumes(files: Sequence[str], check_values: bool = False) -> Tuple[int,
             problems[path] = f"not a readable .npy file ({e})"
             continue
         if version != (1, 0):
-            problems[path] = f"NumPy format {version[0]}.{version[1]}; DALI's numpy reader reads 1.0 (np.save writes it)"
+            problems[path] = (f"NumPy format {version[0]}.{version[1]}; DALI's numpy reader reads 1.0 "
+                              "(np.save writes it)")
         elif len(shape) != 4:
             problems[path] = f"shape {shape} has {len(shape)} dims; a volume is (C, D, H, W)"
         elif dtype.name not in READABLE_DTYPES or dtype.byteorder == ">":
@@ -148,9 +149,6 @@ def volume_source(root=None, file_list=None, files: Optional[Sequence[Tuple[str,
                 if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
                     raise ValueError(f"{file_list}:{number}: expected '<path> <label>', got {line.strip()!r}")
                 files.append((os.path.join(base, parts[0]), int(parts[1])))
-        kind = SourceKind.FILE_LIST
-    else:
-        kind = SourceKind.FILE_LIST
     files = [(os.fspath(p), int(k)) for p, k in files]
     if not files:
         raise ValueError("no volume files given")
@@ -158,7 +156,8 @@ def volume_source(root=None, file_list=None, files: Optional[Sequence[Tuple[str,
     if bad:
         raise ValueError(f"labels must be >= 0; got {sorted(set(bad))[:10]}")
     n = max(k for _, k in files) + 1
-    return Source(kind, tuple(p for p, _ in files), tuple(k for _, k in files), tuple(str(k) for k in range(n)))
+    return Source(SourceKind.FILE_LIST, tuple(p for p, _ in files), tuple(k for _, k in files),
+                  tuple(str(k) for k in range(n)))
 
 
 @dataclass(frozen=True)

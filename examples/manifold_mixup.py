@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 from dali_mixup import MixupConfig  # noqa: E402
 from dali_mixup.autograd import mix  # noqa: E402
 from dali_mixup.mix import mix_targets  # noqa: E402
-from dali_mixup.sampler import MixupParams, MixupSampler  # noqa: E402
+from dali_mixup.sampler import MixupSampler  # noqa: E402
 from dali_mixup.tools.digits import split_indices  # noqa: E402
 
 ARMS = {"no mixup": None, "input mixup": (0,), "manifold mixup": (0, 1, 2)}

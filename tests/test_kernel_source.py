@@ -527,7 +527,8 @@ def test_host_compiled_cuboid_cutmix_kernel_equals_cpu_twin(host_lib, a, b, shap
     got = torch.empty(xs.numel(), dtype=TORCH[b])
     getattr(host_lib, f"cutmix3_{a}_{b}")(
         _ptr(xs), _ptr(params.lam), _ptr(params.perm), _ptr(params.cutmix), _ptr(params.boxes),
-        *map(ctypes.c_longlong, (xs.numel() // shape[0], grid[4], *grid[1:4])), _ptr(got), ctypes.c_longlong(xs.numel()))
+        *map(ctypes.c_longlong, (xs.numel() // shape[0], grid[4], *grid[1:4])), _ptr(got),
+        ctypes.c_longlong(xs.numel()))
     assert _same_bits(got, _memory_order_view(want)), (a, b)
     # the twin itself: inside the cuboid the partner, outside the sample (both converted as stored)
     xo = x.to(TORCH[b]) if a == b or b != "uint8" else None
