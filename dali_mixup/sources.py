@@ -91,17 +91,30 @@ def _walk_class(root: str, top: str, seen: set) -> Tuple[list, list]:
     return files, loops
 
 
-def _folder(root: str) -> Source:
+def _folder(root: str, given: Optional[Sequence[str]] = None) -> Source:
     if not os.path.isdir(root):
         raise ValueError(f"root: {root!r} is not a directory" if os.path.exists(root) else f"root: {root!r} does not exist")
     if not os.access(root, os.R_OK | os.X_OK):
         raise ValueError(f"root: {root!r} is not readable")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
-    if not classes:
+    present = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if not present:
         raise ValueError(f"root: {root!r} has no class folders (expected root/<class>/<image>)")
+    if given is None:
+        classes = present
+    else:
+        classes = [str(c) for c in given]
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"classes: names repeat: {sorted({c for c in classes if classes.count(c) > 1})}")
+        unknown = [name for name in present if name not in set(classes)]
+        if unknown:
+            raise ValueError(f"root: {root!r} has class folder(s) {unknown[:20]} that are not among the "
+                             f"{len(classes)} given classes (e.g. the training set's); their images would get "
+                             "no label or a wrong one")
+    index_of = {name: i for i, name in enumerate(classes)}
     files, labels, loops = [], [], []
     seen = {os.path.realpath(root)}  # a link back to the root is a loop too
-    for index, name in enumerate(classes):
+    for name in present:
+        index = index_of[name]
         found, skipped = _walk_class(root, os.path.join(root, name), seen)
         files += sorted(found)
         labels += [index] * len(found)
@@ -114,7 +127,7 @@ def _folder(root: str) -> Source:
         )
     if not files:
         raise ValueError(f"root: {root!r} has class folders but no images with extensions {IMG_EXTENSIONS}")
-    empty = [name for index, name in enumerate(classes) if index not in set(labels)]
+    empty = [name for name in present if index_of[name] not in set(labels)]
     if empty:
         warnings.warn(
             f"root: {root!r}: class folder(s) with no images: {empty}; they keep their class index "
@@ -250,7 +263,8 @@ def scan_shard_classes(paths: Sequence[str]) -> int:
 
 
 def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike] = None, shards=None,
-                   num_classes: Optional[int] = None, allow_repeats: bool = False) -> Source:
+                   num_classes: Optional[int] = None, allow_repeats: bool = False,
+                   classes: Optional[Sequence[str]] = None) -> Source:
     """Exactly one of ``root``, ``file_list``, ``shards``.
 
     Args:
@@ -262,12 +276,18 @@ def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike
         allow_repeats: a file list may name a file more than once on purpose (served as often
             as listed); otherwise repeats are served but warned about. One file with two
             different labels is always an error.
+        classes: for ``root``, the class names to number the folders by (e.g. a training set's
+            ``Source.classes``, so a validation folder that lacks a class keeps the others'
+            numbers); a folder not among them is an error naming it. ``None``: the sorted
+            sub-folder names.
     """
     given = [n for n, v in (("root", root), ("file_list", file_list), ("shards", shards)) if v is not None]
     if len(given) != 1:
         raise ValueError(f"give exactly one of root, file_list, shards; got {given or 'none'}")
+    if classes is not None and root is None:
+        raise ValueError("classes: only for root (a file list and shards carry class indices)")
     if root is not None:
-        return _folder(os.fspath(root))
+        return _folder(os.fspath(root), classes)
     if file_list is not None:
         return _file_list(os.fspath(file_list), allow_repeats=allow_repeats)
     paths = _shard_paths(shards)

@@ -26,7 +26,6 @@ import os
 import stat
 import struct
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
@@ -516,9 +515,62 @@ def scan_files(
     if workers == 1 or len(paths) < 64:
         found = [scan_file(p, max_pixels=max_pixels) for p in paths]
     else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            found = list(pool.map(lambda p: scan_file(p, max_pixels=max_pixels), paths, chunksize=64))
+        found = _scan_in_threads(paths, max_pixels, workers or min(32, (os.cpu_count() or 1) + 4))
     return [p for p in found if p is not None]
+
+
+def _scan_in_threads(paths: list, max_pixels: int, workers: int, chunk: int = 64) -> list:
+    """``scan_file`` over ``paths`` in daemon threads, interruptible.
+
+    Not a ``ThreadPoolExecutor``: on Ctrl-C its ``shutdown(wait=True)`` waits for the whole
+    queue, and a ``KeyboardInterrupt`` landing while the main thread holds a future's lock
+    leaves a worker blocked on that lock forever (the hang of issue 18, case 10). Here the
+    workers take chunks from a shared counter and report on a lock-free ``SimpleQueue``; the
+    main thread waits in short timed ``get`` calls. On any exception there (Ctrl-C included) it
+    sets ``stop`` and re-raises at once: the workers finish the file in hand and end, and being
+    daemon threads they never hold up the interpreter's exit."""
+    import itertools
+    import queue
+    import threading
+
+    found: list = [None] * len(paths)
+    starts = itertools.count(0, chunk)  # next() is atomic under the GIL
+    stop = threading.Event()
+    done: "queue.SimpleQueue" = queue.SimpleQueue()
+    n = max(1, min(workers, -(-len(paths) // chunk)))
+
+    def work():
+        try:
+            while not stop.is_set():
+                start = next(starts)
+                if start >= len(paths):
+                    break
+                for i in range(start, min(start + chunk, len(paths))):
+                    if stop.is_set():
+                        break
+                    found[i] = scan_file(paths[i], max_pixels=max_pixels)
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            done.put(e)
+        else:
+            done.put(None)
+
+    threads = [threading.Thread(target=work, name=f"dali-mixup-scan-{k}", daemon=True) for k in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        remaining = n
+        while remaining:
+            try:
+                error = done.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            remaining -= 1
+            if error is not None:
+                raise error
+    except BaseException:
+        stop.set()
+        raise
+    return found
 
 
 def filter_files(

@@ -193,8 +193,8 @@ def test_training_lowers_the_loss_and_resumes_from_the_checkpoint(stripes, tmp_p
     assert ckpt2["epoch"] == 4 and ckpt2["scheduler"]["last_epoch"] == 30
     assert not torch.equal(ckpt2["model"]["head.weight"], ckpt["model"]["head.weight"])
 
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
-        train_mod.main(_argv(stripes, tmp_path / "other", "--epochs", "1", "--resume", str(tmp_path / "missing.pt")))
+    assert train_mod.main(_argv(stripes, tmp_path / "other", "--epochs", "1", "--resume", str(tmp_path / "missing.pt"))) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -251,3 +251,149 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_one(stripes, tmp_
     a = torch.load(straight / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
     b = torch.load(crashed / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- arguments and data layout
+
+
+def _copy_split(src, dst, keep):
+    import shutil
+
+    for c in keep:
+        shutil.copytree(src / c, dst / c)
+
+
+@pytest.fixture
+def val_variants(stripes, tmp_path):
+    """``missing``: val/ without class 0; ``extra``: val/ with a class 'zebra' training lacks."""
+    import shutil
+
+    roots = {}
+    for name, keep, extra in (("missing", ("1", "2"), None), ("extra", ("0", "1", "2"), "zebra")):
+        root = tmp_path / name
+        shutil.copytree(stripes / "train", root / "train")
+        _copy_split(stripes / "val", root / "val", keep)
+        if extra:
+            shutil.copytree(stripes / "val" / "0", root / "val" / extra)
+        roots[name] = root
+    return roots
+
+
+def _parse(*argv):
+    from dali_mixup.tools.cli import build_parser
+
+    return build_parser(["train"]).parse_args(["train", *argv])
+
+
+def test_validation_uses_the_training_class_map_when_val_lacks_a_class(val_variants, tmp_path):
+    args = _parse(*_argv(val_variants["missing"], tmp_path / "o"))
+    dist = train_mod.Dist(0, 1, 0, torch.device("cpu"))
+    train_loader, val_loader = train_mod.make_loaders(args, dist)
+    assert train_loader.num_classes == 3 and val_loader.num_classes == 3
+    labels = torch.cat([b[0]["label_index"].view(-1) for b in val_loader]).tolist()
+    # val/1 and val/2 only: their images keep the training indices 1 and 2 (not 0 and 1)
+    assert sorted(labels) == [1] * 7 + [2] * 7
+
+
+def test_a_validation_class_training_does_not_know_fails_before_training(val_variants, tmp_path, capsys):
+    from dali_mixup.tools import cli
+
+    out = tmp_path / "o"
+    rc = cli.main(["train", *_argv(val_variants["extra"], out, "--epochs", "1")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "zebra" in err and err.startswith("dali-mixup train: error: validation data:"), err
+    assert err.count("\n") == 1 and not (out / "checkpoint.pt").exists()
+
+
+def test_resolve_source_with_given_classes(val_variants):
+    from dali_mixup.sources import resolve_source
+
+    src = resolve_source(val_variants["missing"] / "val", classes=("0", "1", "2"))
+    assert src.classes == ("0", "1", "2") and sorted(set(src.labels)) == [1, 2]
+    with pytest.raises(ValueError, match="zebra"):
+        resolve_source(val_variants["extra"] / "val", classes=("0", "1", "2"))
+    with pytest.raises(ValueError, match="only for root"):
+        resolve_source(file_list="x.txt", classes=("0",))
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["train", "d", "--lr", "nan"], "--lr"),
+    (["train", "d", "--lr", "0"], "--lr"),
+    (["train", "d", "--lr", "inf"], "--lr"),
+    (["train", "d", "--mixup-alpha", "-1"], "--mixup-alpha"),
+    (["train", "d", "--mixup-alpha", "nan"], "--mixup-alpha"),
+    (["train", "d", "--mixup-prob", "1.5"], "--mixup-prob"),
+    (["train", "d", "--label-smoothing", "1"], "--label-smoothing"),
+    (["train", "d", "--batch-size", "0"], "--batch-size"),
+    (["train", "d", "--epochs", "-3"], "--epochs"),
+    (["train", "d", "--scale", "0", "1"], "--scale"),
+    (["train", "d", "--seed", str(2**63)], "--seed"),
+    (["train", "d", "--momentum", "1"], "--momentum"),
+    (["train", "d", "--threads", "0"], "--threads"),
+    (["train", "d", "--image-size", "100000"], "--image-size"),
+    (["prepare-digits", "d", "--size", "2"], "--size"),
+    (["prepare-digits", "d", "--quality", "101"], "--quality"),
+    (["prepare-digits", "d", "--test-fraction", "1"], "--test-fraction"),
+    (["prepare-digits", "d", "--test-fraction", "nan"], "--test-fraction"),
+    (["doctor", "--seed", "-1"], "--seed"),
+])
+def test_bad_option_values_are_one_line_and_exit_2(argv, option, capsys):
+    from dali_mixup.tools import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dali-mixup {argv[0]}: error: argument {option}: ") and err.count("\n") == 1, err
+
+
+def test_bad_data_layout_and_paths_are_one_line_and_exit_2(stripes, tmp_path, capsys):
+    from dali_mixup.tools import cli
+
+    no_val = tmp_path / "noval"
+    (no_val / "train").mkdir(parents=True)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [
+        ([str(tmp_path / "nope")], "no such directory"),
+        ([str(a_file)], "not a directory"),
+        ([str(tmp_path)], "no train/ folder"),
+        ([str(no_val)], "no val/ or test/ folder"),
+        ([*_argv(stripes, tmp_path / "o"), "--scale", "0.9", "0.5"], "--scale: MIN 0.9 is larger than MAX 0.5"),
+        ([*_argv(stripes, tmp_path / "o"), "--resume", str(tmp_path / "missing.pt")], "no such checkpoint"),
+        ([*_argv(stripes, a_file / "sub")], "--out"),
+        ([*_argv(stripes, a_file)], "exists and is not a directory"),
+    ]
+    for argv, words in cases:
+        rc = cli.main(["train", *argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and err.startswith("dali-mixup train: error: ") and err.count("\n") == 1, (argv, err)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line_and_exit_2(stripes, tmp_path, capsys):
+    from dali_mixup.tools import cli
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    rc = cli.main(["train", *_argv(stripes, tmp_path / "o", "--epochs", "1", "--resume", str(bad))])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--resume" in err and "cannot continue from it" in err and err.count("\n") == 1, err
+
+
+def test_prepare_digits_usage_errors_exit_2(tmp_path, capsys):
+    from dali_mixup.tools import cli
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert cli.main(["prepare-digits", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dali-mixup prepare-digits: error: DIR") and err.count("\n") == 1, err
+    assert cli.main(["prepare-digits", str(a_file / "sub")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    pytest.importorskip("sklearn")
+    out = tmp_path / "digits"
+    out.mkdir()
+    (out / "digits.json").write_text("{ broken")
+    assert cli.main(["prepare-digits", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and err.count("\n") == 1, err

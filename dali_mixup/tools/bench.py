@@ -478,10 +478,16 @@ def _run(args) -> int:
 
     from dali_mixup.loader import resolve_device
 
+    from .argtypes import UsageError, writable_dir
+
     try:
         dev = resolve_device(args.device)
     except ValueError as e:
         raise BenchError(f"--device {args.device}: {e}") from None
+    try:  # before the run: results written to nowhere are a whole benchmark lost
+        writable_dir(args.out, "--out", create=os.path.isdir(args.out))
+    except UsageError as e:
+        raise BenchError(str(e)) from None
     data = resolve_data(args)
     source = data["source"]
     num_classes = source.num_classes

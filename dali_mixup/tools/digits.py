@@ -26,10 +26,14 @@ SPLIT_SEED = 0
 
 
 def add_arguments(parser) -> None:
+    """The ``prepare-digits`` options; a value out of range is one line naming the option, exit 2."""
+    from .argtypes import float_in, int_in
+
     parser.add_argument("dir", type=pathlib.Path, help="output folder (gets train/ and test/)")
-    parser.add_argument("--size", type=int, default=32, help="side of the upscaled images in pixels (default 32)")
-    parser.add_argument("--test-fraction", type=float, default=0.25, help="fraction held out as test/ (default 0.25)")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default 95)")
+    parser.add_argument("--size", type=int_in(8, 4096), default=32, help="side of the upscaled images in pixels, 8..4096 (default 32)")
+    parser.add_argument("--test-fraction", type=float_in(0.0, 1.0, low_open=True, high_open=True), default=0.25,
+                        help="fraction held out as test/ (default 0.25)")
+    parser.add_argument("--quality", type=int_in(1, 100), default=95, help="JPEG quality 1..100 (default 95)")
     parser.add_argument("--force", action="store_true", help="rewrite DIR even if it already holds the digits")
 
 
@@ -126,7 +130,28 @@ def prepare_digits(out_dir, size: int = 32, test_fraction: float = 0.25, quality
 
 
 def run(args) -> int:
-    m = prepare_digits(args.dir, size=args.size, test_fraction=args.test_fraction, quality=args.quality, force=args.force)
+    """Write the digits; a bad DIR (not writable, holding other digits) is one line, exit 2."""
+    import sys
+
+    from .argtypes import UsageError, writable_dir
+
+    try:
+        writable_dir(args.dir, "DIR")
+        try:
+            import sklearn.datasets  # noqa: F401
+        except ImportError:
+            raise UsageError("needs scikit-learn (pip install scikit-learn)") from None
+        try:
+            m = prepare_digits(args.dir, size=args.size, test_fraction=args.test_fraction, quality=args.quality,
+                               force=args.force)
+        except FileExistsError as e:
+            raise UsageError(str(e)) from None
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{args.dir / 'digits.json'} is not a digits manifest ({e}); pass --force to "
+                             "rewrite") from None
+    except UsageError as e:
+        print(f"dali-mixup prepare-digits: error: {e}", file=sys.stderr)
+        return 2
     print(
         f"digits: {m['counts']['train']} train + {m['counts']['test']} test JPEGs, "
         f"{m['settings']['size']}x{m['settings']['size']}, {m['num_classes']} classes in {args.dir}"

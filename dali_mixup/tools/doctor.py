@@ -481,7 +481,9 @@ def _one_line(text: str, limit: int = 400) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "gpu", "cpu"), default="auto",
                         help="where the tiny pipeline runs (default auto: the GPU when there is one)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the generated images and the pipelines (default 0)")
+    from .argtypes import seed
+
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the generated images and the pipelines (default 0)")
     parser.add_argument("--verbose", action="store_true", help="print the traceback of a check that raised")
 
 

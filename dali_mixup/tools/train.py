@@ -44,49 +44,88 @@ import torch.nn.functional as F
 
 ECE_BINS = 15
 MODELS = ("resnet18", "small-cnn")
+MAX_IMAGE_SIZE = 16384  # dali_mixup.checks.MAX_IMAGE_SIZE
 
 
 # --------------------------------------------------------------------------- command line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``train`` options. Cheap: imports nothing heavy."""
+    """The ``train`` options. Cheap: imports nothing heavy. A value out of range (``--lr nan``,
+    ``--mixup-alpha -1``, ``--batch-size 0``) is a usage error: one line naming the option, exit 2."""
+    from .argtypes import float_in, int_in, nonneg_int, positive_int, seed
+
+    unit = float_in(0.0, 1.0)
     parser.add_argument("data", type=pathlib.Path, help="ImageFolder root holding train/ and val/ (or test/)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/train"), help="checkpoint and metrics folder (default runs/train)")
     parser.add_argument("--model", choices=MODELS, default="resnet18", help="resnet18 (torchvision) or small-cnn for tiny images (default resnet18)")
-    parser.add_argument("--width", type=int, default=32, help="small-cnn: channels of the first stage (default 32)")
-    parser.add_argument("--image-size", type=int, default=224, help="side of the training crop and validation crop (default 224)")
-    parser.add_argument("--val-resize", type=int, default=None, help="validation: resize the shorter side to this, then center-crop --image-size (default image-size/0.875)")
-    parser.add_argument("--scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"), help="random-resized-crop area range (default 0.08 1.0)")
-    parser.add_argument("--flip-prob", type=float, default=0.5, help="horizontal-flip probability in training (default 0.5; 0 for digits and text)")
-    parser.add_argument("--epochs", type=int, default=90)
-    parser.add_argument("--batch-size", type=int, default=256, help="per process (default 256)")
-    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate for the whole batch of all processes (default 0.1)")
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up before the cosine decay (default 0)")
-    parser.add_argument("--mixup-alpha", type=float, default=0.2, help="λ ~ Beta(α, α); 0 turns mixup off (default 0.2)")
-    parser.add_argument("--mixup-prob", type=float, default=1.0, help="chance a batch (or sample, see --mixup-mode) is mixed (default 1)")
+    parser.add_argument("--width", type=positive_int, default=32, help="small-cnn: channels of the first stage (default 32)")
+    parser.add_argument("--image-size", type=int_in(1, MAX_IMAGE_SIZE), default=224, help="side of the training crop and validation crop (default 224)")
+    parser.add_argument("--val-resize", type=int_in(1, MAX_IMAGE_SIZE), default=None, help="validation: resize the shorter side to this, then center-crop --image-size (default image-size/0.875)")
+    parser.add_argument("--scale", type=float_in(0.0, 1.0, low_open=True), nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"), help="random-resized-crop area range (default 0.08 1.0)")
+    parser.add_argument("--flip-prob", type=unit, default=0.5, help="horizontal-flip probability in training (default 0.5; 0 for digits and text)")
+    parser.add_argument("--epochs", type=positive_int, default=90)
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="per process (default 256)")
+    parser.add_argument("--lr", type=float_in(0.0, low_open=True), default=0.1, help="peak learning rate for the whole batch of all processes (default 0.1)")
+    parser.add_argument("--momentum", type=float_in(0.0, 1.0, high_open=True), default=0.9)
+    parser.add_argument("--weight-decay", type=float_in(0.0), default=5e-4)
+    parser.add_argument("--warmup-epochs", type=float_in(0.0), default=0.0, help="linear warm-up before the cosine decay (default 0)")
+    parser.add_argument("--mixup-alpha", type=float_in(0.0), default=0.2, help="λ ~ Beta(α, α); 0 turns mixup off (default 0.2)")
+    parser.add_argument("--mixup-prob", type=unit, default=1.0, help="chance a batch (or sample, see --mixup-mode) is mixed (default 1)")
     parser.add_argument("--mixup-mode", choices=("batch", "elem", "pair"), default="batch")
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--label-smoothing", type=float_in(0.0, 1.0, high_open=True), default=0.0)
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when available (default)")
     parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="autocast dtype on CUDA; auto = bf16 where supported, else fp16; always off on CPU")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels_last memory format (default: on for CUDA, off on CPU)")
-    parser.add_argument("--threads", type=int, default=None, help="DALI worker threads per process (default: the loader's choice)")
-    parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads on CPU (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=positive_int, default=None, help="DALI worker threads per process (default: the loader's choice)")
+    parser.add_argument("--torch-threads", type=positive_int, default=None, help="torch intra-op threads on CPU (default: torch's choice)")
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--resume", default=None, help="a checkpoint to continue from, or 'auto' for OUT/checkpoint.pt when it exists")
-    parser.add_argument("--log-every", type=int, default=0, help="print the training loss every N steps (default 0: once per epoch)")
+    parser.add_argument("--log-every", type=nonneg_int, default=0, help="print the training loss every N steps (default 0: once per epoch)")
     parser.add_argument("--quiet", action="store_true", help="print only the device line and the final metrics")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """What argparse cannot see: the data layout, the output folder, the checkpoint to resume.
+    Raises ``UsageError`` (one line, exit 2) before anything is built."""
+    from .argtypes import UsageError, writable_dir
+
+    lo, hi = args.scale
+    if lo > hi:
+        raise UsageError(f"--scale: MIN {lo:g} is larger than MAX {hi:g}")
+    data = args.data
+    if not data.is_dir():
+        raise UsageError(f"data {str(data)!r}: " + ("not a directory" if data.exists() else "no such directory"))
+    if not (data / "train").is_dir():
+        raise UsageError(f"data {str(data)!r} has no train/ folder (expected DATA/train/<class>/<image>)")
+    try:
+        find_val_root(data)
+    except FileNotFoundError as e:
+        raise UsageError(f"data {str(data)!r}: {e}") from None
+    if args.resume not in (None, "auto"):
+        resume = pathlib.Path(args.resume)
+        if not resume.is_file():
+            raise UsageError(f"--resume {str(resume)!r}: no such checkpoint")
+    writable_dir(args.out, "--out")
+
+
 def run(args: argparse.Namespace) -> int:
-    train(args)
+    """Train; a bad argument or data layout is one line on stderr and exit status 2."""
+    from .argtypes import UsageError
+
+    try:
+        check_args(args)
+        train(args)
+    except UsageError as e:
+        print(f"dali-mixup train: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="train", description=__doc__.splitlines()[0])
+    from .cli import _Parser
+
+    parser = _Parser(prog="dali-mixup train", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
@@ -277,9 +316,40 @@ def find_val_root(data: pathlib.Path) -> pathlib.Path:
     raise FileNotFoundError(f"{data} has no val/ or test/ folder")
 
 
+def val_file_list(val_root: pathlib.Path, classes, out) -> int:
+    """Write ``val_root``'s images as ``<path> <label>`` lines to the open text file ``out``,
+    labelled with the TRAINING classes ``classes`` (a val/ folder that lacks a class must not
+    shift the others' numbers). Returns the number of files.
+
+    Raises:
+        UsageError: val/ has a class folder that training does not know (named), or nothing.
+    """
+    from dali_mixup.sources import resolve_source
+
+    from .argtypes import UsageError
+
+    try:
+        source = resolve_source(root=val_root, classes=classes)
+    except ValueError as e:
+        raise UsageError(f"validation data: {e}") from None
+    for path, label in zip(source.files, source.labels):
+        path = os.path.abspath(path)
+        if "\n" in path or "\r" in path:
+            raise UsageError(f"validation data: {path!r} has a line break in its name")
+        out.write(f"{path} {label}\n")
+    return len(source.files)
+
+
 def make_loaders(args, dist: Dist):
-    """The training loader (mixup in the pipeline) and the validation loader (no mixup)."""
+    """The training loader (mixup in the pipeline) and the validation loader (no mixup).
+
+    The validation loader numbers its classes with the training loader's class map: val/ is
+    read through a file list labelled with the training class indices."""
+    import tempfile
+
     import dali_mixup
+
+    from .argtypes import UsageError
 
     mixup = None
     if args.mixup_alpha > 0:
@@ -299,11 +369,22 @@ def make_loaders(args, dist: Dist):
     )
     if dist.enabled:
         common.update(shard_id=dist.rank, num_shards=dist.world_size)
-    train_loader = dali_mixup.create_loader(
-        args.data / "train", mixup=mixup, train=True, scale=tuple(args.scale), flip_prob=args.flip_prob, **common
-    )
+    try:
+        train_loader = dali_mixup.create_loader(
+            args.data / "train", mixup=mixup, train=True, scale=tuple(args.scale), flip_prob=args.flip_prob, **common
+        )
+    except ValueError as e:
+        raise UsageError(f"training data: {e}") from None
     # PARTIAL (the default): every validation image exactly once over all processes
-    val_loader = dali_mixup.create_loader(find_val_root(args.data), train=False, resize_shorter=args.val_resize, **common)
+    with tempfile.TemporaryDirectory(prefix="dali-mixup-train-") as tmp:
+        listing = pathlib.Path(tmp) / "val.txt"
+        with open(listing, "w", encoding="utf-8") as f:
+            val_file_list(find_val_root(args.data), train_loader.classes, f)
+        try:
+            val_loader = dali_mixup.create_loader(file_list=listing, num_classes=train_loader.num_classes, train=False,
+                                                  resize_shorter=args.val_resize, **common)
+        except ValueError as e:
+            raise UsageError(f"validation data: {e}") from None
     return train_loader, val_loader
 
 
@@ -450,7 +531,13 @@ def _train(args, dist: Dist) -> dict:
     start_epoch, history = 0, []
     resume = ckpt_path if args.resume == "auto" else (pathlib.Path(args.resume) if args.resume else None)
     if resume is not None and resume.exists():
-        ckpt = load_checkpoint(resume, model, optimizer, scheduler, scaler, train_loader, dist)
+        from .argtypes import UsageError
+
+        try:
+            ckpt = load_checkpoint(resume, model, optimizer, scheduler, scaler, train_loader, dist)
+        except Exception as e:  # noqa: BLE001 - not a checkpoint, or another run's (model, classes, data)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UsageError(f"--resume {str(resume)!r}: cannot continue from it ({type(e).__name__}: {first[:300]})") from None
         start_epoch, history = ckpt["epoch"] + 1, ckpt.get("history", [])
         say(f"resumed from {resume}: epoch {ckpt['epoch']} done, continuing at epoch {start_epoch}")
         if not ckpt["loader_restored"]:
@@ -458,7 +545,9 @@ def _train(args, dist: Dist) -> dict:
             say(f"note: loader state not restored (saved for {saved} process(es), now {dist.world_size}); "
                 "the data order restarts from --seed")
     elif resume is not None and args.resume != "auto":
-        raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
+        from .argtypes import UsageError
+
+        raise UsageError(f"--resume {str(resume)!r}: no such checkpoint")
 
     say(
         f"data: {args.data} ({num_classes} classes), {steps_per_epoch} steps/epoch of {args.batch_size} per process, "
