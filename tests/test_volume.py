@@ -212,3 +212,27 @@ def test_equals_monai_mixup_and_cutmix_given_the_same_draws():
         params = MixupParams(weight, torch.as_tensor(perm), boxes=boxes, cutmix=[True] * n, image_size=tuple(dims))
         assert torch.equal(mix_images(data, params), want)
         torch.testing.assert_close(mix_targets(labels, params, 3), cutmix.apply_on_labels(onehot), rtol=0, atol=2e-7)
+
+
+@pytest.mark.gpu
+def test_gpu_loader_mixes_on_the_device_like_the_cpu_twin(tmp_path):
+    """device="gpu": crop and flips on the GPU, cuboid CutMix by the CUDA volume kernel; each
+    batch equals the CPU twin's mix of the same unmixed batch with the same params."""
+    _write(tmp_path, n=8)
+    cfg = MixupConfig(alpha=1.0, cutmix_alpha=1.0, switch_prob=0.5, mode="elem", num_classes=2)
+    it = create_volume_loader(root=tmp_path, batch_size=8, crop=(8, 8, 8), mixup=cfg, device="gpu", seed=2)
+    (b,) = next(it)
+    assert b["data"].is_cuda and b["boxes"].shape == (8, 6)
+    cut = b["cutmix"].cpu()
+    for i in range(8):
+        v = b["data"][i, 0].cpu()
+        if cut[i]:
+            z0, z1, y0, y1, x0, x1 = b["boxes"][i].tolist()
+            mask = torch.zeros(8, 8, 8, dtype=torch.bool)
+            mask[z0:z1, y0:y1, x0:x1] = True
+            assert len(v[mask].unique()) <= 1 and len(v[~mask].unique()) <= 1
+        else:
+            assert len(v.unique()) == 1
+    x = torch.rand(4, 2, 3, 5, 6, device="cuda")
+    params = MixupSampler(cfg, seed=0).sample(4, image_size=(3, 5, 6))
+    assert torch.equal(mix_images(x, params).cpu(), mix_images(x.cpu(), params))
