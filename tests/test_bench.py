@@ -250,3 +250,38 @@ def test_min_seconds_runs_whole_epochs_until_the_time_has_passed(folder, tmp_pat
 
 def test_min_seconds_default_is_per_device():
     assert bench.MIN_SECONDS["cpu"] == 0 and bench.MIN_SECONDS["gpu"] > 0
+
+
+def test_an_image_given_as_data_says_so_exit_2(tmp_path, capsys):
+    from images import write_image
+
+    img = tmp_path / "x.jpg"
+    write_image(str(img), 8, 8, seed=0)
+    rc, out, err = _run(["--data", str(img), *TINY, "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "x.jpg' is an image, not a data set" in err and err.count("\n") == 1, err
+    assert "utf-8" not in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kind", ["a-file", "under-a-file", "read-only"])
+def test_an_unwritable_out_fails_before_the_run(kind, folder, tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = {"a-file": blocker, "under-a-file": blocker / "sub" / "deeper"}.get(kind)
+    if kind == "read-only":
+        out = tmp_path / "ro"
+        out.mkdir()
+        out.chmod(0o555)
+        if os.access(out, os.W_OK):  # root writes anywhere: make the probe fail as a read-only mount would
+            real = os.open
+
+            def refuse(path, flags, *a, **k):
+                if str(path).startswith(str(out)) and flags & os.O_CREAT:
+                    raise PermissionError(13, "Permission denied", str(path))
+                return real(path, flags, *a, **k)
+
+            monkeypatch.setattr(os, "open", refuse)
+    built = []
+    monkeypatch.setattr(bench, "build_row", lambda *a: built.append(a))  # the run must not start
+    rc, _, err = _run(["--data", str(folder), *TINY, "--out", str(out)], capsys)
+    assert rc == 2 and err.startswith(f"dali-mixup bench: --out {str(out)!r}") and err.count("\n") == 1, err
+    assert built == []

@@ -77,3 +77,37 @@ def test_a_command_missing_from_the_build_exits_2(monkeypatch, capsys):
     assert cli.main(["doctor"]) == 2
     assert capsys.readouterr().err == ("dali-mixup doctor: not available in this build "
                                        "(dali_mixup.tools.no_such_module missing)\n")
+
+
+def test_ctrl_c_during_a_bench_is_one_line_and_exit_130(tmp_path):
+    """SIGINT while the bench runs: no traceback, 'interrupted', the shell's 130 (in a child with a
+    timeout: a hang fails the test)."""
+    import os
+    import signal
+    import time
+
+    pytest.importorskip("nvidia.dali")
+    from dali_mixup.tools.datasets import synthetic_imagenet
+
+    root = synthetic_imagenet(12, num_classes=3, seed=0, cache_dir=tmp_path / "cache", workers=1)
+    code = (
+        "import signal, sys, runpy\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        f"sys.argv = ['dali-mixup', 'bench', '--data', {str(root)!r}, '--batch-size', '4', '--image-size', '32',"
+        f" '--epochs', '100000', '--warmup', '0', '--workers', '1', '--no-progress', '--peers', 'ours',"
+        f" '--out', {str(tmp_path / 'o')!r}]\n"
+        "runpy.run_module('dali_mixup', run_name='__main__', alter_sys=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # the bench's header: the run has started
+        assert line.startswith("dali-mixup bench:"), line
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert "Traceback" not in err and err.rstrip("\n").endswith("dali-mixup bench: interrupted"), err[-2000:]

@@ -9,6 +9,8 @@ A usage error is one line on stderr and exit status 2, for example::
 
     $ dali-mixup bench --batch-size 0
     dali-mixup bench: error: argument --batch-size: expected an integer >= 1, got 0 (see dali-mixup bench --help)
+
+Ctrl-C ends a command with "dali-mixup COMMAND: interrupted" and exit status 130.
 """
 
 from __future__ import annotations
@@ -88,7 +90,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if getattr(args, "_missing", None):
         print(f"dali-mixup {args.command}: not available in this build ({args._missing} missing)", file=sys.stderr)
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's status for SIGINT, not a traceback
+        print(f"\ndali-mixup {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
