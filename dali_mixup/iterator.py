@@ -26,7 +26,7 @@ from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
 from . import state as state_codec
-from .checks import check_layout, check_seed, resolve_num_classes
+from .checks import IMAGE_LAYOUTS, check_layout, check_seed, resolve_num_classes
 from .config import MixupConfig
 from .fields import BatchMixer, Blend, LabelEncoding, Rule, SoftTarget
 from .mix import IMAGE_DTYPES
@@ -138,7 +138,7 @@ class DALIMixupIterator(DALIGenericIterator):
         self.classes = source.classes if source is not None else None
         self._pipeline_factory = pipeline_factory
         if fields is None:
-            check_layout(layout)
+            check_layout(layout, allowed=IMAGE_LAYOUTS)
             if dtype is not None and dtype not in IMAGE_DTYPES:
                 raise TypeError(f"dtype must be one of {', '.join(map(str, IMAGE_DTYPES))}; got {dtype!r}")
             self.num_classes = resolve_num_classes(num_classes, mixup.num_classes if mixup else None)
@@ -183,9 +183,15 @@ class DALIMixupIterator(DALIGenericIterator):
         try:
             yield
         except RuntimeError as e:
-            if self.source is None or not self.source.files:
+            if self.source is not None and self.source.files:
+                self._dead = self._diagnose(e, self.source.files)
+            elif self.source is not None and self.source.shards and self._diagnose is diagnose_read_error:
+                # WebDataset: name the shard and the sample key (DALI's message names neither)
+                from .validate import diagnose_shards
+
+                self._dead = diagnose_shards(e, self.source.shards, self.num_classes)
+            else:
                 raise
-            self._dead = self._diagnose(e, self.source.files)
             raise self._dead from e
 
     @property

@@ -244,8 +244,12 @@ def check_shard(path: str) -> None:
         raise ValueError(f"shards: {path!r} is damaged{after}: {e}") from None
 
 
-def scan_shard_classes(paths: Sequence[str]) -> int:
-    """Number of classes in WebDataset shards: 1 + the largest ``.cls`` value (reads the tars)."""
+def scan_shard_classes(paths: Sequence[str], num_classes: Optional[int] = None) -> int:
+    """Number of classes in WebDataset shards: 1 + the largest ``.cls`` value (reads the tars).
+
+    With ``num_classes``, every ``.cls`` value must lie in ``[0, num_classes)``; one outside
+    is a ``ValueError`` naming the shard and the sample (member) it belongs to, before any batch
+    (the label check at batch time cannot say which sample it was)."""
     top = -1
     for p in paths:
         check_shard(p)
@@ -254,9 +258,13 @@ def scan_shard_classes(paths: Sequence[str]) -> int:
                 if m.isfile() and m.name.rsplit(".", 1)[-1] == WDS_LABEL_EXT:
                     raw = tf.extractfile(m).read()
                     try:
-                        top = max(top, int(raw.strip()))
+                        value = int(raw.strip())
                     except ValueError:
                         raise ValueError(f"shards: {p}: member {m.name!r} is not an ASCII integer: {raw[:20]!r}") from None
+                    if num_classes is not None and not 0 <= value < num_classes:
+                        raise ValueError(f"shards: {p}: member {m.name!r} has label {value}, outside "
+                                         f"[0, num_classes={num_classes})")
+                    top = max(top, value)
     if top < 0:
         raise ValueError(f"shards: no '.{WDS_LABEL_EXT}' members in {list(paths)}")
     return top + 1
@@ -272,7 +280,8 @@ def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike
         file_list: text file of ``<path> <label>`` lines; relative paths are relative to it.
         shards: a ``.tar`` path, a directory of ``.tar`` files, a glob, or a list of paths;
             each sample has an image member (jpg/jpeg/png) and a ``cls`` member (ASCII integer).
-        num_classes: for shards, skips reading them to count classes.
+        num_classes: for shards, the class count their ``cls`` members are checked against
+            (each in ``[0, num_classes)``; one outside is an error naming shard and sample).
         allow_repeats: a file list may name a file more than once on purpose (served as often
             as listed); otherwise repeats are served but warned about. One file with two
             different labels is always an error.
@@ -291,8 +300,7 @@ def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike
     if file_list is not None:
         return _file_list(os.fspath(file_list), allow_repeats=allow_repeats)
     paths = _shard_paths(shards)
-    if num_classes is not None:  # else scan_shard_classes reads them (and checks them)
-        for p in paths:
-            check_shard(p)
-    n = num_classes if num_classes is not None else scan_shard_classes(paths)
+    n = scan_shard_classes(paths, num_classes)  # checks each tar, and each label against num_classes
+    if num_classes is not None:
+        n = num_classes
     return Source(SourceKind.WEBDATASET, classes=tuple(str(i) for i in range(n)), shards=paths)

@@ -111,3 +111,25 @@ def test_a_truncated_shard_is_named(tmp_path, num_classes):
     open(p, "wb").write(data[:1800])
     with pytest.raises(ValueError, match=r"s.tar' is damaged after member"):
         resolve_source(shards=p, num_classes=num_classes)
+
+
+def _members(path, members):
+    with tarfile.open(path, "w") as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def test_a_shard_label_outside_num_classes_names_shard_and_sample(tmp_path):
+    jpg = b"\xff\xd8" + bytes(600)
+    good = _members(tmp_path / "a.tar", [("x/0.jpg", jpg), ("x/0.cls", b"1")])
+    bad = _members(tmp_path / "b.tar", [("y/0.jpg", jpg), ("y/0.cls", b"2"), ("y/1.jpg", jpg), ("y/1.cls", b"7")])
+    with pytest.raises(ValueError, match=r"b.tar: member 'y/1.cls' has label 7, outside \[0, num_classes=3\)"):
+        resolve_source(shards=[good, bad], num_classes=3)
+    assert resolve_source(shards=[good, bad]).num_classes == 8  # counted, not checked, without num_classes
+    assert resolve_source(shards=[good, bad], num_classes=8).num_classes == 8
+    text = _members(tmp_path / "c.tar", [("z/0.jpg", jpg), ("z/0.cls", b"cat")])
+    with pytest.raises(ValueError, match=r"c.tar: member 'z/0.cls' is not an ASCII integer"):
+        resolve_source(shards=text, num_classes=3)
