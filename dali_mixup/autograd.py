@@ -34,7 +34,8 @@ from typing import Tuple
 
 import torch
 
-from .mix import _SPATIAL_DIMS, _check_any_layout, _check_params, _cutmix_grid, mix_images
+from .checks import SPATIAL_DIMS, check_layout
+from .mix import _check_params, _cutmix_grid, mix_images
 from .sampler import MixupParams
 
 __all__ = ["MixFunction", "mix", "mix_reference"]
@@ -48,7 +49,7 @@ def _boxes(x: torch.Tensor, params: MixupParams, layout: str):
     (every channel), ``index`` in x's dim order."""
     if not params.has_cutmix:
         return []
-    spatial = _SPATIAL_DIMS[(layout, x.dim())] if (layout, x.dim()) in _SPATIAL_DIMS else None
+    spatial = SPATIAL_DIMS[(layout, x.dim())] if (layout, x.dim()) in SPATIAL_DIMS else None
     if spatial is None or len(spatial) * 2 != params.boxes.shape[1]:
         _cutmix_grid(x, layout, params)  # raises the error mix_images gives
         raise ValueError(f"CutMix boxes of shape {tuple(params.boxes.shape)} do not fit x {tuple(x.shape)} ({layout})")
@@ -140,7 +141,7 @@ def mix(x: torch.Tensor, params: MixupParams, layout: str = "NCHW") -> torch.Ten
     if x.dim() < 1:
         raise ValueError("x must have a batch dimension: shape (N, ...)")
     _check_params(params, x.shape[0], "x")
-    _check_any_layout(layout)
+    check_layout(layout)
     if params.has_cutmix:
         _cutmix_grid(x, layout, params)  # the same checks (and errors) as mix_images
     return MixFunction.apply(x, params, layout)

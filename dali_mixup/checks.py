@@ -21,7 +21,14 @@ MAX_IMAGE_SIZE = 16384
 #: class counts above this are a typo (a label such as 99999999999), not a data set: targets are
 #: (N, C) float32, and 2**24 classes are already 64 MiB per sample
 MAX_CLASSES = 2**24
-LAYOUTS = ("NCHW", "NHWC")
+#: the order of a batch's dims: images channels first / last, volumes channels first / last
+IMAGE_LAYOUTS = ("NCHW", "NHWC")
+VOLUME_LAYOUTS = ("NCDHW", "NDHWC")
+LAYOUTS = IMAGE_LAYOUTS + VOLUME_LAYOUTS
+#: the spatial dims (where CutMix boxes go) of each (layout, ndim); a 5-D tensor read as NCHW /
+#: NHWC is a volume with channels first / last
+SPATIAL_DIMS = {("NCHW", 4): (2, 3), ("NHWC", 4): (1, 2), ("NCDHW", 5): (2, 3, 4), ("NDHWC", 5): (1, 2, 3),
+                ("NCHW", 5): (2, 3, 4), ("NHWC", 5): (1, 2, 3)}
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -86,9 +93,9 @@ def check_num_classes(name: str, value) -> int:
     return check_int(name, value, 1, MAX_CLASSES)
 
 
-def check_layout(value, name: str = "layout") -> str:
-    if value not in LAYOUTS:
-        raise ValueError(f"{name} must be one of {', '.join(LAYOUTS)}; got {value!r}")
+def check_layout(value, name: str = "layout", allowed: Tuple[str, ...] = LAYOUTS) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return value
 
 

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import hashlib
 import json
@@ -40,7 +39,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .checks import check_bool, check_choice, check_int, check_layout, check_real, check_rgb, check_seed
+from .checks import IMAGE_LAYOUTS, check_bool, check_choice, check_int, check_layout, check_real, check_rgb, check_seed
 from .config import MixupConfig
 from .fields import BatchMixer, Blend, Keep, Rule
 from .sampler import MixupParams
@@ -752,7 +751,7 @@ def create_detection_loader(
     flip_prob = check_real("flip_prob", flip_prob, low=0.0, high=1.0)
     if dtype not in DALI_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DALI_DTYPES)}, got {dtype!r}")
-    check_layout(layout)
+    check_layout(layout, allowed=IMAGE_LAYOUTS)
     mean, std = check_rgb("mean", mean), check_rgb("std", std, positive=True)
     pad_value = check_real("pad_value", pad_value)
     policy = LastBatchPolicy[check_choice("last_batch_policy", _Policy, last_batch_policy).value]

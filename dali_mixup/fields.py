@@ -28,7 +28,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
-from .checks import check_layout, check_num_classes, check_real
+from .checks import SPATIAL_DIMS, check_layout, check_num_classes, check_real
 from .mix import IMAGE_DTYPES, _targets, mix_images
 from .sampler import MixupParams, MixupSampler
 
@@ -110,10 +110,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class Blend(Rule):
-    """Image-like tensors ``(N, ...)``: ``mix_images`` (mixup, and CutMix boxes for 4-D NCHW/NHWC).
+    """Image-like tensors ``(N, ...)``: ``mix_images`` (mixup, and CutMix boxes for 4-D images
+    or cuboids for 5-D volumes).
 
     Args:
-        layout: ``"NCHW"`` or ``"NHWC"``, the order of the field's dims: where CutMix boxes go.
+        layout: the order of the field's dims, where CutMix boxes go: ``"NCHW"``, ``"NHWC"``, or
+            for volumes ``"NCDHW"``, ``"NDHWC"``.
         dtype: dtype handed out (``None``: what the pipeline produced); e.g. ``torch.bfloat16``,
             which DALI cannot produce, is cast by the kernel as it mixes.
     """
@@ -127,9 +129,8 @@ class Blend(Rule):
             raise TypeError(f"dtype must be one of {', '.join(map(str, IMAGE_DTYPES))}; got {self.dtype!r}")
 
     def spatial_size(self, value):
-        if value.dim() != 4:
-            return None
-        return tuple(value.shape[2:4]) if self.layout == "NCHW" else tuple(value.shape[1:3])
+        dims = SPATIAL_DIMS.get((self.layout, value.dim()))
+        return None if dims is None else tuple(int(value.shape[d]) for d in dims)
 
     def apply(self, name, value, params):
         dtype = self.dtype or value.dtype

@@ -13,7 +13,7 @@ import torch
 
 from . import cpu
 from .checks import LAYOUTS  # noqa: F401  (older imports)
-from .checks import check_layout, check_num_classes, check_real
+from .checks import SPATIAL_DIMS, check_layout, check_num_classes, check_real
 from .sampler import MixupParams
 
 IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32)
@@ -35,23 +35,6 @@ def _memory_order_view(t: torch.Tensor) -> Optional[torch.Tensor]:
     """A 1-D view of ``t`` in memory order, or ``None`` (see ``_memory_order``)."""
     order = _memory_order(t)
     return None if order is None else t.permute(*order).view(-1)
-
-
-#: layouts of 5-D volumes: channels first ``(N, C, D, H, W)`` or last ``(N, D, H, W, C)``
-VOLUME_LAYOUTS = ("NCDHW", "NDHWC")
-#: the spatial dims of each layout in x's dim order (a 5-D x read as NCHW / NHWC: channels first / last)
-_SPATIAL_DIMS = {("NCHW", 4): (2, 3), ("NHWC", 4): (1, 2), ("NCDHW", 5): (2, 3, 4), ("NDHWC", 5): (1, 2, 3),
-                 ("NCHW", 5): (2, 3, 4), ("NHWC", 5): (1, 2, 3)}
-
-
-def _check_any_layout(layout) -> str:
-    """An image layout (``checks.LAYOUTS``) or a volume layout (``VOLUME_LAYOUTS``)."""
-    if layout in VOLUME_LAYOUTS:
-        return layout
-    try:
-        return check_layout(layout)
-    except ValueError:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS + VOLUME_LAYOUTS)}; got {layout!r}") from None
 
 
 def _cutmix_grid(x: torch.Tensor, layout: str, params: MixupParams) -> Tuple[int, ...]:
@@ -98,7 +81,7 @@ def _cutmix_grid_3d(x: torch.Tensor, layout: str, params: MixupParams) -> Tuple[
         )
     if x[0].numel() >= 2**31:  # the kernel locates voxels with 32-bit arithmetic
         raise ValueError(f"CutMix needs fewer than 2**31 elements per volume; got {x[0].numel()}")
-    dims = _SPATIAL_DIMS[(layout, 5)]
+    dims = SPATIAL_DIMS[(layout, 5)]
     size = tuple(int(x.shape[d]) for d in dims)
     order = _memory_order(x)
     pos = [order.index(d) for d in dims]
@@ -192,7 +175,7 @@ def mix_images(
     if x.dtype not in IMAGE_DTYPES:
         raise TypeError(f"x.dtype must be one of uint8, float16, bfloat16, float32; got {x.dtype}")
     _check_params(params, x.shape[0], "x")
-    _check_any_layout(layout)
+    check_layout(layout)
     x_flat = _memory_order_view(x)
     if x_flat is None:
         x = x.contiguous()  # a strided view of something else: one copy, then the fast path

@@ -17,7 +17,7 @@ from typing import Sequence, Tuple
 
 from nvidia.dali import fn, pipeline_def, types
 
-from .checks import check_layout
+from .checks import IMAGE_LAYOUTS, check_layout
 from .sources import WDS_IMAGE_EXT, WDS_LABEL_EXT, Source, SourceKind
 
 READER_NAME = "Reader"
@@ -48,7 +48,7 @@ def read_source(source: Source, *, shard_id: int = 0, num_shards: int = 1, shuff
 def _normalize(images, *, device, dtype, layout, mean, std, mirror=None, crop=None):
     if dtype not in DALI_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DALI_DTYPES)} in the DALI pipeline, got {dtype!r}")
-    check_layout(layout)
+    check_layout(layout, allowed=IMAGE_LAYOUTS)
     if dtype == "uint8":
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     else:

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .checks import (MAX_IMAGE_SIZE, check_bool, check_choice, check_int, check_layout, check_pair, check_real,
+from .checks import (IMAGE_LAYOUTS, MAX_IMAGE_SIZE, check_bool, check_choice, check_int, check_layout, check_pair, check_real,
                      check_rgb, check_seed, resolve_num_classes)
 from .config import MixupConfig
 from .sources import Source, SourceKind, resolve_source
@@ -155,7 +155,7 @@ class LoaderSpec:
         check_bool("auto_reset", auto_reset)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(sorted(DTYPES))}; got {dtype!r}")
-        check_layout(layout)
+        check_layout(layout, allowed=IMAGE_LAYOUTS)
         scale = check_pair("scale", scale, 0.0, 1.0)
         ratio = check_pair("ratio", ratio, 0.0, float("inf"))
         mean = check_rgb("mean", mean)

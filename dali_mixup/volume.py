@@ -31,11 +31,10 @@ import torch
 
 from .checks import check_bool, check_int, check_seed
 from .config import MixupConfig
-from .fields import Rule, SoftTarget
-from .mix import IMAGE_DTYPES, mix_images
+from .fields import Blend, SoftTarget
 from .sources import Source, SourceKind
 
-__all__ = ["BadVolumeError", "VolumeBlend", "VolumeLabel", "create_volume_loader", "scan_volumes", "volume_pipeline",
+__all__ = ["BadVolumeError", "VolumeLabel", "create_volume_loader", "scan_volumes", "volume_pipeline",
            "volume_source"]
 
 READER_NAME = "VolumeReader"
@@ -161,31 +160,6 @@ def volume_source(root=None, file_list=None, files: Optional[Sequence[Tuple[str,
 
 
 @dataclass(frozen=True)
-class VolumeBlend(Rule):
-    """5-D volumes ``(N, C, D, H, W)``: mixup, and CutMix with cuboids drawn for (D, H, W).
-
-    Args:
-        dtype: dtype handed out (``None``: what the pipeline produced).
-    """
-
-    dtype: Optional[torch.dtype] = None
-    layout = "NCDHW"
-
-    def __post_init__(self):
-        if self.dtype is not None and self.dtype not in IMAGE_DTYPES:
-            raise TypeError(f"dtype must be one of {', '.join(map(str, IMAGE_DTYPES))}; got {self.dtype!r}")
-
-    def spatial_size(self, value):
-        return tuple(int(s) for s in value.shape[2:5]) if value.dim() == 5 else None
-
-    def apply(self, name, value, params):
-        dtype = self.dtype or value.dtype
-        if params.is_identity and dtype == value.dtype:
-            return {name: value}
-        return {name: mix_images(value, params, dtype=dtype, layout=self.layout)}
-
-
-@dataclass(frozen=True)
 class VolumeLabel(SoftTarget):
     """Soft targets from the reader's ``source_info`` (each sample's path, zero-padded bytes
     ``(N, L)``): DALI's numpy reader has no labels, so the path names the class.
@@ -210,7 +184,7 @@ class VolumeLabel(SoftTarget):
 def volume_pipeline(source: Source, *, batch_size: int, crop: Sequence[int], num_threads: int = 2,
                     device: str = "cpu", reader_device: str = "cpu", device_id: Optional[int] = None,
                     seed: int = 0, shard_id: int = 0, num_shards: int = 1, shuffle: bool = True, flip: bool = True,
-                    dtype: str = "float32"):
+                    dtype: str = "float32", checkpoint=None):
     """The DALI pipeline: ``fn.readers.numpy`` (``reader_device="gpu"`` reads straight to GPU
     memory with GPUDirect Storage) -> random crop ``crop = (D, H, W)`` (zero-padded where a
     volume is smaller) -> random flips along D, H and W (p = 0.5 each, with ``flip``) -> cast to
@@ -222,7 +196,7 @@ def volume_pipeline(source: Source, *, batch_size: int, crop: Sequence[int], num
     dali_types = {"float32": types.FLOAT, "float16": types.FLOAT16, "uint8": types.UINT8}
     longest = max(len(os.fsencode(p)) for p in source.files)
 
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads,
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, enable_checkpointing=True,
                   device_id=device_id if device == "gpu" or reader_device == "gpu" else None, seed=seed)
     def pipe():
         vol = fn.readers.numpy(device=reader_device, files=list(source.files), random_shuffle=shuffle,
@@ -239,7 +213,7 @@ def volume_pipeline(source: Source, *, batch_size: int, crop: Sequence[int], num
         vol = fn.cast(vol, dtype=dali_types[dtype])
         return vol, info
 
-    return pipe()
+    return pipe(checkpoint=checkpoint)
 
 
 def create_volume_loader(root=None, file_list=None, files=None, *, batch_size: int, crop: Sequence[int],
@@ -296,12 +270,14 @@ def create_volume_loader(root=None, file_list=None, files=None, *, batch_size: i
     c = check_int("num_classes", c if c is not None else source.num_classes, 1)
     if c < source.num_classes:
         raise ValueError(f"num_classes={c} is smaller than the source's {source.num_classes} classes")
-    pipe = volume_pipeline(source, batch_size=batch_size, crop=crop, num_threads=num_threads, device=device,
-                           reader_device=reader_device, device_id=device_id, seed=seed, shard_id=shard_id,
-                           num_shards=num_shards, shuffle=shuffle, flip=flip, dtype=dtype)
-    smoothing = mixup.label_smoothing if mixup is not None else 0.0
-    fields = {"data": VolumeBlend(),
-              "label": VolumeLabel(num_classes=c, label_smoothing=smoothing,
+    def make_pipeline(checkpoint=None):
+        return volume_pipeline(source, batch_size=batch_size, crop=crop, num_threads=num_threads, device=device,
+                               reader_device=reader_device, device_id=device_id, seed=seed, shard_id=shard_id,
+                               num_shards=num_shards, shuffle=shuffle, flip=flip, dtype=dtype, checkpoint=checkpoint)
+
+    fields = {"data": Blend(layout="NCDHW"),  # label_smoothing None: the MixupConfig's
+              "label": VolumeLabel(num_classes=c, label_smoothing=None,
                                    paths={p: k for p, k in zip(source.files, source.labels)})}
-    return DALIMixupIterator(pipe, reader_name=READER_NAME, mixup=mixup, seed=seed, fields=fields,
-                             last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True)
+    return DALIMixupIterator(make_pipeline(), reader_name=READER_NAME, mixup=mixup, seed=seed, fields=fields,
+                             last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True, source=source,
+                             pipeline_factory=make_pipeline)
