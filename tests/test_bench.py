@@ -285,3 +285,10 @@ def test_an_unwritable_out_fails_before_the_run(kind, folder, tmp_path, capsys, 
     rc, _, err = _run(["--data", str(folder), *TINY, "--out", str(out)], capsys)
     assert rc == 2 and err.startswith(f"dali-mixup bench: --out {str(out)!r}") and err.count("\n") == 1, err
     assert built == []
+
+
+def test_a_fifo_as_data_is_not_called_missing(tmp_path, capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    rc, _, err = _run(["--data", str(fifo), *TINY, "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "not a regular file or a directory" in err and err.count("\n") == 1, err

@@ -111,3 +111,22 @@ def test_ctrl_c_during_a_bench_is_one_line_and_exit_130(tmp_path):
             proc.communicate()
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert "Traceback" not in err and err.rstrip("\n").endswith("dali-mixup bench: interrupted"), err[-2000:]
+
+
+def test_a_closed_stdout_pipe_ends_quietly_with_141(tmp_path):
+    """``dali-mixup doctor | head -1``: the reader leaves, the command ends without a traceback."""
+    (tmp_path / "chatty_cmd.py").write_text(
+        "def add_arguments(p):\n    pass\n\n"
+        "def run(args):\n    for i in range(10**6):\n        print('line', i, flush=True)\n    return 0\n")
+    code = (f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nfrom dali_mixup.tools import cli\n"
+            "cli.COMMANDS['doctor'] = ('chatty_cmd', 'prints a lot')\nsys.exit(cli.main(['doctor']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"line 0")
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 141 and "Traceback" not in err, (rc, err[-2000:])

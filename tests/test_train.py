@@ -397,3 +397,13 @@ def test_prepare_digits_usage_errors_exit_2(tmp_path, capsys):
     assert cli.main(["prepare-digits", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--force" in err and err.count("\n") == 1, err
+
+
+def test_prepare_digits_over_a_foreign_manifest_exit_2(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    from dali_mixup.tools import cli
+
+    (tmp_path / "digits.json").write_text("[1, 2]")
+    assert cli.main(["prepare-digits", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a digits manifest" in err and "--force" in err and err.count("\n") == 1, err

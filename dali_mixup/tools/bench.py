@@ -193,6 +193,8 @@ def resolve_data(args) -> Dict[str, Any]:
             kwargs = {"shards": path} if has_tars and not has_dirs else {"root": path}
         elif os.path.isfile(path):
             kwargs = {"shards": path} if path.endswith(".tar") else {"file_list": path}
+        elif os.path.exists(path):
+            raise BenchError(f"--data {args.data!r}: not a regular file or a directory (a FIFO, socket or device?)")
         else:
             raise BenchError(f"--data {args.data!r}: no such file or directory")
         info = {"kind": next(iter(kwargs)), "path": os.path.abspath(path) if "*" not in path else path}

@@ -10,7 +10,8 @@ A usage error is one line on stderr and exit status 2, for example::
     $ dali-mixup bench --batch-size 0
     dali-mixup bench: error: argument --batch-size: expected an integer >= 1, got 0 (see dali-mixup bench --help)
 
-Ctrl-C ends a command with "dali-mixup COMMAND: interrupted" and exit status 130.
+Ctrl-C ends a command with "dali-mixup COMMAND: interrupted" and exit status 130; a closed pipe
+on stdout (``dali-mixup doctor | head -1``) ends it quietly with 141, as SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: one line and the shell's status for SIGINT, not a traceback
         print(f"\ndali-mixup {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dali-mixup doctor | head -1`: the reader left; end quietly as a SIGPIPE would
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the final flush at exit must not fail again
+        return 141
 
 
 if __name__ == "__main__":

@@ -100,6 +100,8 @@ def prepare_digits(out_dir, size: int = 32, test_fraction: float = 0.25, quality
     manifest_path = out / "digits.json"
     if manifest_path.exists() and not force:
         old = json.loads(manifest_path.read_text())
+        if not isinstance(old, dict):
+            raise FileExistsError(f"{manifest_path} is not a digits manifest; pass --force to rewrite {out}")
         if old.get("settings") == settings:
             return old
         raise FileExistsError(
