@@ -85,6 +85,22 @@ def _convert(dst: torch.Tensor, src: torch.Tensor, plain_copy: bool) -> None:
         dst.copy_(torch.round(src.to(torch.float32)).clamp_(0.0, 255.0))  # never in place on src
 
 
+def normalize_cpu(x: torch.Tensor, mirror: torch.Tensor, norm: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """The normalisation half of ``NORMALIZE_MIX_IMAGES_OP``, bit for bit: uint8 crops ``x``
+    (N, H, W, C) -> float32 ``(x - mean255) * inv_std255`` per channel (``norm`` (2C,) float32:
+    ``mix.normalize_table``), sample i mirrored horizontally where ``mirror[i]``, returned dense
+    as (N, C, H, W) or, with ``channels_last``, (N, H, W, C). Two rounded float32 operations per
+    value, as the kernel's ``dm_sub`` then ``dm_mul`` (torch's CPU sub and mul are IEEE, no
+    flush-to-zero unless ``torch.set_flush_denormal(True)``)."""
+    c = x.shape[3]
+    v = x.to(torch.float32)
+    flip = mirror.to(torch.bool)
+    if bool(flip.any()):
+        v[flip] = v[flip].flip(2)
+    v.sub_(norm[:c]).mul_(norm[c:])
+    return v if channels_last else v.permute(0, 3, 1, 2).contiguous()
+
+
 def mix_targets_cpu(labels: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor, num_classes: int,
                     on_value: np.float32, off_value: np.float32) -> torch.Tensor:
     """(N, C) float32 soft targets; ``labels``: (N,) int64 already range-checked."""

@@ -28,11 +28,12 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
-from .checks import SPATIAL_DIMS, check_layout, check_num_classes, check_real
-from .mix import IMAGE_DTYPES, _targets, mix_images
+from .checks import SPATIAL_DIMS, check_layout, check_num_classes, check_real, check_rgb
+from .mix import IMAGE_DTYPES, NORMALIZED_DTYPES, _targets, mix_images, normalize_mix_images
 from .sampler import MixupParams, MixupSampler
 
-__all__ = ["BatchMixer", "Blend", "Keep", "LabelEncoding", "Rule", "SoftTarget", "class_indices"]
+__all__ = ["BatchMixer", "Blend", "Keep", "LabelEncoding", "MirrorFlags", "NormalizeBlend", "Rule", "SoftTarget",
+           "class_indices"]
 
 
 class LabelEncoding(str, enum.Enum):
@@ -93,6 +94,9 @@ class Rule:
     * ``travels``: whether the prepared value is a small CPU tensor that should reach the batch's
       device in the same host-to-device copy as the params (labels for the target kernel);
     * ``apply(name, value, params)``: the mix, returning the output fields it produces.
+
+    A rule whose output also depends on other fields names them in ``inputs``; ``BatchMixer``
+    then calls ``apply_joint(name, {field: prepared value}, params)`` instead of ``apply``.
     """
 
     travels = False
@@ -137,6 +141,80 @@ class Blend(Rule):
         if params.is_identity and dtype == value.dtype:
             return {name: value}  # DALI's batch as it is: no pass over it
         return {name: mix_images(value, params, dtype=dtype, layout=self.layout)}
+
+
+#: ImageNet's per-channel mean and std in [0, 1] units (``create_loader``'s defaults)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class NormalizeBlend(Rule):
+    """uint8 crops ``(N, H, W, C)`` (HWC, as DALI's resize writes them) -> normalised, mirrored,
+    laid out, cast and mixed in one pass (``mix.normalize_mix_images``): the fused form of
+    DALI's ``crop_mirror_normalize`` followed by ``Blend``.
+
+    Args:
+        mean, std: per-channel normalisation in [0, 1] units.
+        layout: ``"NCHW"`` or ``"NHWC"``, the layout handed out (CutMix boxes in its rows and
+            columns).
+        dtype: float32, float16 or bfloat16, the dtype handed out.
+        mirror: the field holding DALI's per-sample flip coin (``MirrorFlags``), or ``None``
+            (validation: nothing mirrored).
+    """
+
+    mean: Tuple[float, ...] = IMAGENET_MEAN
+    std: Tuple[float, ...] = IMAGENET_STD
+    layout: str = "NCHW"
+    dtype: torch.dtype = torch.float32
+    mirror: Optional[str] = "mirror"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", check_rgb("mean", self.mean))
+        object.__setattr__(self, "std", check_rgb("std", self.std, positive=True))
+        check_layout(self.layout, allowed=("NCHW", "NHWC"))
+        if self.dtype not in NORMALIZED_DTYPES:
+            raise TypeError(f"dtype must be one of {', '.join(map(str, NORMALIZED_DTYPES))}; got {self.dtype!r}")
+        if self.mirror is not None and not isinstance(self.mirror, str):
+            raise TypeError(f"mirror must be a field name or None, got {self.mirror!r}")
+
+    @property
+    def inputs(self) -> Tuple[str, ...]:
+        return () if self.mirror is None else (self.mirror,)
+
+    def prepare(self, name, value):
+        if value.dtype != torch.uint8 or value.dim() != 4:
+            raise ValueError(f"field {name!r}: NormalizeBlend takes uint8 crops (N, H, W, C), the pipeline produced "
+                             f"{value.dtype} of shape {tuple(value.shape)}")
+        return value
+
+    def spatial_size(self, value):
+        return (int(value.shape[1]), int(value.shape[2])) if value.dim() == 4 else None
+
+    def apply(self, name, value, params):
+        return self.apply_joint(name, {name: value}, params)
+
+    def apply_joint(self, name, values, params):
+        mirror = values[self.mirror] if self.mirror is not None else None
+        return {name: normalize_mix_images(values[name], params, self.mean, self.std, mirror=mirror,
+                                           layout=self.layout, dtype=self.dtype)}
+
+
+@dataclass(frozen=True)
+class MirrorFlags(Rule):
+    """DALI's per-sample horizontal flip coin, read by a ``NormalizeBlend``; no output of its own.
+    Prepared as ``(N,)`` uint8 0/1, which travels to the GPU with the params."""
+
+    travels = True
+
+    def prepare(self, name, value):
+        if value.is_floating_point() or value.is_complex() or value.numel() != value.shape[0]:
+            raise ValueError(f"field {name!r}: mirror flags must be one integer per sample, got {value.dtype} of "
+                             f"shape {tuple(value.shape)}")
+        return value.reshape(-1).ne(0).to(torch.uint8)
+
+    def apply(self, name, value, params):
+        return {}
 
 
 @dataclass(frozen=True)
@@ -209,6 +287,10 @@ class BatchMixer:
                 raise TypeError(f"fields must map output names to Rule objects; got {name!r}: {type(rule).__name__}")
         self.fields: Dict[str, Rule] = dict(fields)
         self._first = next(iter(self.fields))
+        for name, rule in self.fields.items():
+            missing = [k for k in getattr(rule, "inputs", ()) if k not in self.fields]
+            if missing:
+                raise ValueError(f"field {name!r} reads {missing}, which are not fields of the batch")
 
     @property
     def output_map(self):
@@ -238,7 +320,11 @@ class BatchMixer:
             prepared.update(zip(movers, moved))
         out: Dict[str, torch.Tensor] = {}
         for name, rule in self.fields.items():
-            out.update(rule.apply(name, prepared[name], params))
+            inputs = getattr(rule, "inputs", ())
+            if inputs:
+                out.update(rule.apply_joint(name, {k: prepared[k] for k in (name, *inputs)}, params))
+            else:
+                out.update(rule.apply(name, prepared[name], params))
         out["lam"], out["perm"] = host.lam, host.perm
         if with_cutmix if with_cutmix is not None else host.has_cutmix:
             out["cutmix"], out["boxes"] = host.cutmix, host.boxes

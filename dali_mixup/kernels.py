@@ -13,6 +13,11 @@ computes where its CPU capability has FMA (AVX2, AVX-512, NEON); λ = 1 copies `
 reading the partner. Stores:
 uint8 rounds half to even (``rintf``) and saturates; float16 and bfloat16 round to nearest
 even. float16 and bfloat16 travel as their uint16/int16 bit patterns.
+
+The fused kernel (``NORMALIZE_MIX_IMAGES_OP``, ``fused_normalize=True``) reads uint8 crops and
+first normalises each value read as ``dm_mul(dm_sub(x, fl32(mean·255)), fl32(1/(std·255)))``
+(two rounded float32 operations, the constants rounded once from float64), then mixes the
+normalised values with the fma form above.
 """
 
 from __future__ import annotations
@@ -68,6 +73,13 @@ __device__ __forceinline__ float dm_fma(float a, float b, float c) {
 template <typename T, int N> struct __align__(sizeof(T) * N) dm_pack { T v[N]; };
 /* v clamped to [0, hi]: in the packed CutMix kernel, a box edge as an element index of a pack */
 __device__ __forceinline__ int dm_clamp(long long v, int hi) { return v < 0 ? 0 : v < hi ? (int)v : hi; }
+/* fused normalisation of one uint8 pixel value (NORMALIZE_MIX_IMAGES_OP): (v - mean*255) then
+   one rounded product by 1/(std*255); both constants rounded once to float32 on the host
+   (normalize_table), no fma, no flush-to-zero */
+template <typename V>
+__device__ __forceinline__ float dm_normalize(V v, float mean255, float inv_std255) {
+    return dm_mul(dm_sub(dm_load(v), mean255), inv_std255);
+}
 __device__ __forceinline__ void dm_store(float y, unsigned char& o) {
     o = (unsigned char)fminf(fmaxf(rintf(y), 0.0f), 255.0f);
 }
@@ -265,6 +277,68 @@ MIX_CUTMIX_VOLUMES_PARAMS = (
     "int64 inner, int64 depth, int64 height, int64 width"
 )
 
+# Normalize, mirror, transpose, cast and mix in one pass (the fused form of DALI's
+# crop_mirror_normalize followed by MIX_CUTMIX_IMAGES_OP). x is a batch of uint8 crops (N, H, W, C)
+# in HWC as DALI's resize writes them; i is the flat index of an output element in memory order,
+# (C, H, W) per sample for NCHW (channels_last == 0) or (H, W, C) for NHWC (channels_last == 1),
+# the same sample_size = C*H*W elements as the input's. Sample m's pixel (h, w, c) in output
+# coordinates is its crop's (h, mirror[m] ? W-1-w : w, c), normalised as
+# v = dm_mul(dm_sub(x, norm[c]), norm[C + c]) (norm: mean*255 then 1/(std*255), float32). A
+# mixup sample is dm_fma(1 - λ, v(partner), dm_mul(λ, v(own))) (MIX_IMAGES_OP's arithmetic on
+# the normalised values, which is what the unfused path mixes); λ = 1 reads no partner. A CutMix
+# sample is v(partner) inside its box [y0, y1) x [x0, x1) (output coordinates) and v(own) outside,
+# reading one crop per element. The partner pixel follows the partner's own mirror flag, as DALI
+# flipped it. One or two uint8 reads, one write per element.
+NORMALIZE_MIX_IMAGES_OP = r"""
+const long long n = (long long)i / sample_size;
+/* 32-bit pixel arithmetic: normalize_mix_images checks sample_size < 2^31 */
+const unsigned int r = (unsigned int)((long long)i - n * sample_size);
+const unsigned int nc = (unsigned int)channels, wd = (unsigned int)width;
+unsigned int c, p;
+if (channels_last) {
+    p = r / nc;
+    c = r - p * nc;
+} else {
+    const unsigned int plane = (unsigned int)height * wd;
+    c = r / plane;
+    p = r - c * plane;
+}
+const unsigned int h = p / wd;
+const unsigned int w = p - h * wd;
+const unsigned int row = h * wd;
+const float m = norm[c], s = norm[nc + c];
+const bool cm = cut[n];
+float l = 1.0f;
+bool partner;
+if (cm) {
+    partner = (long long)h >= boxes[4 * n] && (long long)h < boxes[4 * n + 1]
+        && (long long)w >= boxes[4 * n + 2] && (long long)w < boxes[4 * n + 3];
+} else {
+    l = lam[n];
+    partner = l != 1.0f;
+}
+float y;
+if (cm && partner) {
+    const long long j = perm[n];
+    y = dm_normalize(x[j * sample_size + (long long)((row + (mirror[j] ? wd - 1u - w : w)) * nc + c)], m, s);
+} else {
+    const float a = dm_normalize(x[n * sample_size + (long long)((row + (mirror[n] ? wd - 1u - w : w)) * nc + c)], m, s);
+    if (!partner) {
+        y = a;
+    } else {
+        const long long j = perm[n];
+        const float b = dm_normalize(x[j * sample_size + (long long)((row + (mirror[j] ? wd - 1u - w : w)) * nc + c)], m, s);
+        y = dm_fma(dm_sub(1.0f, l), b, dm_mul(l, a));
+    }
+}
+dm_store(y, out);
+"""
+
+NORMALIZE_MIX_IMAGES_PARAMS = (
+    "raw T x, raw float32 lam, raw int64 perm, raw uint8 cut, raw int64 boxes, raw uint8 mirror, raw float32 norm, "
+    "int64 sample_size, int64 channels, int64 height, int64 width, int64 channels_last"
+)
+
 # One output element per (sample, class): the sample's own smoothed one-hot weighted by λ plus
 # its partner's weighted by 1 − λ. Rows sum to 1 when both share a class.
 MIX_TARGETS_OP = r"""
@@ -290,6 +364,7 @@ KERNELS = {
     "mix_cutmix_images": (MIX_CUTMIX_IMAGES_PARAMS, MIX_IMAGES_OUT, MIX_CUTMIX_IMAGES_OP),
     "mix_cutmix_images_packed": (MIX_CUTMIX_IMAGES_PACKED_PARAMS, MIX_IMAGES_PACKED_OUT, MIX_CUTMIX_IMAGES_PACKED_OP),
     "mix_cutmix_volumes": (MIX_CUTMIX_VOLUMES_PARAMS, MIX_IMAGES_OUT, MIX_CUTMIX_VOLUMES_OP),
+    "normalize_mix_images": (NORMALIZE_MIX_IMAGES_PARAMS, MIX_IMAGES_OUT, NORMALIZE_MIX_IMAGES_OP),
     "mix_targets": (MIX_TARGETS_PARAMS, MIX_TARGETS_OUT, MIX_TARGETS_OP),
 }
 
@@ -415,6 +490,24 @@ def launch_mix_cutmix_images(x_flat, lam, perm, cut, boxes, grid, out_flat) -> N
             )
         else:
             get_kernel("mix_cutmix_images")(*args, sample_size, inner, height, width, _cupy_view(out_flat))
+
+
+def launch_normalize_mix_images(x_flat, lam, perm, cut, boxes, mirror, norm, grid, channels_last: bool,
+                                out_flat) -> None:
+    """Launch the fused normalize/mirror/transpose/cast/mix kernel on torch's current stream.
+    ``x_flat``: the uint8 crops (N, H, W, C) 1-D dense; ``cut`` (N,) bool, ``boxes`` (N, 4)
+    int64, ``mirror`` (N,) uint8, ``norm`` (2C,) float32 (``mix.normalize_table``); ``grid``:
+    (C, H, W); ``out_flat``: the output (N, C, H, W) or, with ``channels_last``, (N, H, W, C),
+    1-D dense. All CUDA tensors on one device."""
+    import torch
+
+    channels, height, width = grid
+    with _on_torch_stream(x_flat.device):
+        get_kernel("normalize_mix_images")(
+            _cupy_view(x_flat), _cupy_view(lam), _cupy_view(perm), _cupy_view(cut.view(torch.uint8)),
+            _cupy_view(boxes.contiguous().view(-1)), _cupy_view(mirror), _cupy_view(norm),
+            x_flat.numel() // lam.numel(), channels, height, width, int(channels_last), _cupy_view(out_flat),
+        )
 
 
 def launch_mix_targets(labels, lam, perm, num_classes: int, on_value, off_value, out) -> None:

@@ -47,6 +47,7 @@ def create_loader(
     on_error: str = "raise",
     max_pixels: Optional[int] = None,
     allow_repeats: bool = False,
+    fused_normalize: bool = False,
 ):
     """Build the pipeline and the ``DALIMixupIterator`` over it.
 
@@ -88,6 +89,11 @@ def create_loader(
         max_pixels: the decompression-bomb limit of the scan (default: Pillow's, ~89 Mpx).
         allow_repeats: a file list may list a file more than once on purpose (else a warning
             names the repeats; one file with two labels is always an error).
+        fused_normalize: DALI hands over the uint8 crops (HWC) and the flip coin; one kernel
+            normalises, mirrors, lays out, casts and mixes them (``fields.NormalizeBlend``): one
+            float pass over the batch less. Same crops, flips, labels and params as the default
+            form; the images differ only by DALI's normalisation rounding. Not with
+            ``dtype='uint8'``.
 
     Returns:
         ``DALIMixupIterator``, with ``.source`` (the resolved ``Source``) and ``.classes``;
@@ -110,6 +116,18 @@ def loader_from_spec(spec: LoaderSpec):
     def make_pipeline(checkpoint=None):
         return build(checkpoint=checkpoint, **kwargs)
 
+    if spec.fused_normalize:
+        from .fields import MirrorFlags, NormalizeBlend
+        from .iterator import classification_fields
+
+        fields = classification_fields(spec.num_classes, source=spec.source, label_smoothing=None)
+        fields["data"] = NormalizeBlend(mean=spec.mean, std=spec.std, layout=spec.layout, dtype=spec.torch_dtype,
+                                        mirror="mirror" if spec.train else None)
+        if spec.train:
+            fields["mirror"] = MirrorFlags()
+        layout_args = dict(fields=fields)
+    else:
+        layout_args = dict(num_classes=spec.num_classes, dtype=spec.torch_dtype, layout=spec.layout)
     it = DALIMixupIterator(
         make_pipeline(),
         reader_name=READER_NAME,
@@ -117,11 +135,9 @@ def loader_from_spec(spec: LoaderSpec):
         last_batch_policy=LastBatchPolicy[spec.last_batch_policy.value],
         mixup=spec.mixup,
         seed=spec.seed,
-        num_classes=spec.num_classes,
-        dtype=spec.torch_dtype,
         pipeline_factory=make_pipeline,
         source=spec.source,
-        layout=spec.layout,
+        **layout_args,
     )
     it.spec = spec
     return it

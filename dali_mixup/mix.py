@@ -227,6 +227,118 @@ def mix_images(
     return out
 
 
+#: the dtypes ``normalize_mix_images`` writes (normalised values: no uint8)
+NORMALIZED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+_NORM_TABLES: dict = {}  # (mean, std, device) -> the (2C,) float32 table on that device
+
+
+def normalize_table(mean, std, device=None) -> torch.Tensor:
+    """``(2C,)`` float32: ``mean[c]*255`` then ``1/(std[c]*255)``, each computed in float64 and
+    rounded once to float32 (``mean``/``std`` in [0, 1] units, as DALI's crop_mirror_normalize
+    takes them times 255). Made once per (mean, std, device): a CUDA table is copied once."""
+    key = (tuple(float(m) for m in mean), tuple(float(v) for v in std), str(device or "cpu"))
+    table = _NORM_TABLES.get(key)
+    if table is None:
+        mean64, std64 = np.asarray(key[0], np.float64), np.asarray(key[1], np.float64)
+        if mean64.shape != std64.shape or mean64.ndim != 1 or not mean64.size:
+            raise ValueError(f"mean and std must have one entry per channel; got {key[0]} and {key[1]}")
+        if not (np.isfinite(mean64).all() and np.isfinite(std64).all() and (std64 > 0).all()):
+            raise ValueError(f"mean must be finite and std finite and > 0; got {key[0]} and {key[1]}")
+        host = np.concatenate([mean64 * 255.0, 1.0 / (std64 * 255.0)]).astype(np.float32)
+        table = torch.from_numpy(host)
+        if device is not None and torch.device(device).type != "cpu":
+            table = table.to(device)
+        _NORM_TABLES[key] = table
+    return table
+
+
+def normalize_mix_images(
+    x: torch.Tensor,
+    params: MixupParams,
+    mean,
+    std,
+    mirror: Optional[torch.Tensor] = None,
+    layout: str = "NCHW",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """DALI's ``crop_mirror_normalize`` and ``mix_images`` in one pass over uint8 crops.
+
+    ``out[i] = λ[i]·v(i) + (1−λ[i])·v(perm[i])`` (CutMix: ``v(perm[i])`` inside the box, ``v(i)``
+    outside), where ``v(m)`` is sample m's crop mirrored horizontally where ``mirror[m]``,
+    normalised per channel and laid out as ``layout``. Arithmetic, float32, the same bits on the
+    GPU kernel (``NORMALIZE_MIX_IMAGES_OP``) and the CPU twin:
+    ``v = fl(fl(x − fl32(mean·255)) · fl32(1/(std·255)))`` (two rounded operations, no fma), then
+    ``y = fma(1 − λ, v(partner), fl(λ·v(own)))`` as ``mix_images``, stored with round to nearest
+    even. Against the unfused path (DALI normalises, ``mix_images`` mixes) the one difference is
+    DALI's own normalisation rounding (see ``tests/test_normalize_mix.py``).
+
+    Args:
+        x: ``(N, H, W, C)`` uint8 crops (HWC, DALI's resize output), CUDA or CPU.
+        params: the batch's ``MixupParams`` (boxes in output rows and columns).
+        mean, std: per-channel normalisation in [0, 1] units (C entries each).
+        mirror: ``(N,)`` flags (any integer or bool dtype), sample i flipped horizontally where
+            nonzero; ``None``: no sample is.
+        layout: ``"NCHW"`` (output ``(N, C, H, W)``) or ``"NHWC"`` (``(N, H, W, C)``), dense.
+        dtype: float32, float16 or bfloat16.
+
+    Returns:
+        The new dense output on x's device.
+    """
+    if not torch.is_tensor(x):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype != torch.uint8 or x.dim() != 4:
+        raise ValueError(f"x must be uint8 crops (N, H, W, C) in HWC; got {x.dtype} of shape {tuple(x.shape)}")
+    if dtype not in NORMALIZED_DTYPES:
+        raise TypeError(f"dtype must be one of float32, float16, bfloat16 (normalised values); got {dtype}")
+    check_layout(layout, allowed=("NCHW", "NHWC"))
+    n, h, w, c = x.shape
+    _check_params(params, n, "x")
+    if params.boxes.shape[1] != 4:
+        raise ValueError("normalize_mix_images takes 2-D CutMix boxes (N, 4); these params hold cuboids")
+    if params.image_size is not None and tuple(params.image_size) != (h, w):
+        raise ValueError(f"params were drawn for {params.image_size[0]}x{params.image_size[1]} images, but the "
+                         f"crops x {tuple(x.shape)} (N, H, W, C) are {h}x{w}")
+    if x[0].numel() >= 2**31:
+        raise ValueError(f"normalize_mix_images needs fewer than 2**31 elements per image; got {x[0].numel()}")
+    if mirror is None:
+        mirror = torch.zeros(n, dtype=torch.uint8)
+    if not torch.is_tensor(mirror) or mirror.is_floating_point() or mirror.numel() != n:
+        raise ValueError(f"mirror must be {n} integer or bool flags, one per sample; got {mirror!r}")
+    mirror = mirror.reshape(-1).ne(0).to(torch.uint8) if mirror.dtype != torch.uint8 else mirror.reshape(-1)
+    if mean is None or std is None or len(mean) != c or len(std) != c:
+        raise ValueError(f"mean and std must have one entry per channel ({c}); got {mean} and {std}")
+    channels_last = layout == "NHWC"
+    shape = (n, h, w, c) if channels_last else (n, c, h, w)
+    x = x.contiguous()
+    if x.is_cuda:
+        from . import kernels
+
+        out = torch.empty(shape, dtype=dtype, device=x.device)
+        if x.numel() == 0:
+            return out
+        if mirror.device == x.device:
+            dp, dm = params.on(x.device), mirror
+        else:  # the flags DALI drew on the host travel with λ/partners in one copy
+            dp, (dm,) = params.on_with(x.device, mirror.cpu())
+        kernels.launch_normalize_mix_images(x.view(-1), dp.lam, dp.perm, dp.cutmix, dp.boxes, dm.contiguous(),
+                                            normalize_table(mean, std, x.device), (c, h, w), channels_last,
+                                            out.view(-1))
+        return out
+    if x.numel() == 0:
+        return torch.empty(shape, dtype=dtype)
+    mirror = mirror.cpu()
+    v = cpu.normalize_cpu(x, mirror, normalize_table(mean, std), channels_last)
+    if dtype == torch.float32 and params.is_identity:
+        return v
+    out = _empty_like(v, dtype)
+    s = v.numel() // n
+    grid = (1, h, w, c) if channels_last else (c, h, w, 1)
+    cpu.mix_images_cpu(v.view(n, s), params.lam, params.perm, out.view(n, s), cutmix=params.cutmix,
+                       boxes=params.boxes, grid=grid)
+    return out
+
+
 def smoothing_values(num_classes: int, label_smoothing: float):
     """(on, off): on = 1 − ε + ε/C, off = ε/C (torch CrossEntropyLoss, timm), computed in
     float64 and rounded once to float32, as timm's ``one_hot`` does."""

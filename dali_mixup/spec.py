@@ -110,6 +110,7 @@ class LoaderSpec:
     num_classes: int
     device_id: Optional[int]
     prefetch_queue_depth: int
+    fused_normalize: bool = False
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -122,6 +123,8 @@ class LoaderSpec:
                       hw_decoder_load=self.hw_decoder_load, shard_id=self.shard_id, num_shards=self.num_shards,
                       batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id,
                       seed=self.seed, prefetch_queue_depth=self.prefetch_queue_depth)
+        if self.fused_normalize:  # DALI hands over uint8 HWC crops: normalised by the mixup kernel
+            common.update(fused_normalize=True, dtype="uint8", layout="NHWC")
         if self.train:
             common.update(scale=self.scale, ratio=self.ratio, flip_prob=self.flip_prob)
         else:
@@ -139,7 +142,7 @@ class LoaderSpec:
         std: Sequence[float] = (0.229, 0.224, 0.225), resize_shorter: Optional[int] = None,
         hw_decoder_load: float = 0.65, num_classes: Optional[int] = None, device_id: Optional[int] = None,
         prefetch_queue_depth: int = 2, validate: bool = False, on_error: str = "raise",
-        max_pixels: Optional[int] = None, allow_repeats: bool = False,
+        max_pixels: Optional[int] = None, allow_repeats: bool = False, fused_normalize: bool = False,
     ) -> "LoaderSpec":
         """Check every argument, resolve the source (and scan it when ``validate`` or
         ``on_error='skip'``), and fill the machine-dependent defaults."""
@@ -156,6 +159,10 @@ class LoaderSpec:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(sorted(DTYPES))}; got {dtype!r}")
         check_layout(layout, allowed=IMAGE_LAYOUTS)
+        check_bool("fused_normalize", fused_normalize)
+        if fused_normalize and dtype == "uint8":
+            raise ValueError("fused_normalize=True normalises in the mixup kernel: dtype must be 'float32', "
+                             "'float16' or 'bfloat16' ('uint8' means no normalisation)")
         scale = check_pair("scale", scale, 0.0, 1.0)
         ratio = check_pair("ratio", ratio, 0.0, float("inf"))
         mean = check_rgb("mean", mean)
@@ -202,7 +209,7 @@ class LoaderSpec:
             dtype=dtype, layout=layout, last_batch_policy=policy, auto_reset=auto_reset, scale=scale, ratio=ratio,
             flip_prob=flip_prob, mean=mean, std=std, resize_shorter=resize_shorter,
             hw_decoder_load=hw_decoder_load, num_classes=num_classes, device_id=device_id,
-            prefetch_queue_depth=prefetch_queue_depth,
+            prefetch_queue_depth=prefetch_queue_depth, fused_normalize=fused_normalize,
         )
 
 

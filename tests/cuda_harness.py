@@ -169,7 +169,9 @@ def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
     (the volume kernel, cuboid boxes (N, 6)),
     ``cutmixp_<in>_<out>(x, lam, perm, cut, boxes, sample_packs, height, row_packs, out, total_packs,
     partner_reads)`` (the packed CutMix kernel; ``*partner_reads`` counts its ``perm[n]`` lookups,
-    one per pack that reads its partner) and
+    one per pack that reads its partner),
+    ``normmix_<out>(x, lam, perm, cut, boxes, mirror, norm, sample_size, channels, height, width,
+    channels_last, out, total)`` (the fused normalize/mirror/transpose/mix kernel over uint8 crops) and
     ``targets(labels, lam, perm, num_classes, on, off, out, total)``."""
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
@@ -211,6 +213,15 @@ def host_library(tmpdir: pathlib.Path) -> ctypes.CDLL:
                 f"  typedef {ta} T; typedef {tb} U; const CountedReads perm{{perm_, partner_reads}};\n"
                 f"  for (long long i = 0; i < total_packs; ++i) {{\n{kernels.MIX_CUTMIX_IMAGES_PACKED_OP}\n  }}\n}}\n"
             )
+    for b, (tb, _) in TYPES.items():  # the fused kernel reads uint8 crops
+        src.append(
+            f'extern "C" void normmix_{b}(const unsigned char* x, const float* lam, const long long* perm, '
+            f"const unsigned char* cut, const long long* boxes, const unsigned char* mirror, const float* norm, "
+            f"long long sample_size, long long channels, long long height, long long width, long long channels_last, "
+            f"{tb}* _raw_out, long long total) {{\n"
+            f"  for (long long i = 0; i < total; ++i) {{ {tb}& out = _raw_out[i];\n"
+            f"{kernels.NORMALIZE_MIX_IMAGES_OP}\n  }}\n}}\n"
+        )
     src.append(
         'extern "C" void targets(const long long* labels, const float* lam, const long long* perm, '
         "long long num_classes, float on_value, float off_value, float* _raw_out, long long total) {\n"

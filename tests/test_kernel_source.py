@@ -554,3 +554,110 @@ def test_cuboid_launcher_uses_the_volume_kernel(monkeypatch):
     kernels.launch_mix_cutmix_images(x, torch.ones(2), torch.arange(2), torch.zeros(2, dtype=torch.bool),
                                      torch.zeros(2, 6, dtype=torch.int64), (3, 4, 5, 6, 1), torch.empty_like(x))
     assert calls == [("mix_cutmix_volumes", (3 * 4 * 5 * 6, 1, 4, 5, 6))]
+
+
+# ------------------------------------------------- fused normalize + mirror + transpose + mix
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORM_OUT = ["float32", "float16", "bfloat16"]
+
+
+def _mirror_flags(kind, n):
+    return {"none": torch.zeros(n, dtype=torch.uint8), "all": torch.ones(n, dtype=torch.uint8),
+            "mixed": torch.tensor([i % 3 == 1 for i in range(n)], dtype=torch.uint8)}[kind]
+
+
+def _normmix_params(mode, n, h, w, seed):
+    """Mixup params with λ = 0, 0.5, 1 pinned, or ``_cutmix_params`` (boxes empty, whole, one pixel,
+    at the borders, with mixup samples in the same batch)."""
+    if mode == "cutmix":
+        return _cutmix_params(n, h, w, seed)
+    p = MixupSampler(MixupConfig(alpha=0.5, mode="elem", prob=0.8), seed).sample(n)
+    lam = p.lam.clone()
+    lam[:3] = torch.tensor([0.0, 0.5, 1.0])
+    return MixupParams(lam, p.perm, image_size=(h, w))
+
+
+def _host_normmix(host_lib, b, x, params, mirror, norm, layout):
+    n, h, w, c = x.shape
+    out = torch.empty((n, h, w, c) if layout == "NHWC" else (n, c, h, w), dtype=TORCH[b])
+    o = out.view(torch.int16) if b == "bfloat16" else out
+    host_lib[f"normmix_{b}"](
+        _ptr(x), _ptr(params.lam), _ptr(params.perm), _ptr(params.cutmix), _ptr(params.boxes), _ptr(mirror),
+        _ptr(norm), *map(ctypes.c_longlong, (h * w * c, c, h, w, int(layout == "NHWC"))), _ptr(o),
+        ctypes.c_longlong(out.numel()))
+    return out
+
+
+@pytest.mark.parametrize("b", NORM_OUT)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mirror", ["none", "all", "mixed"])
+@pytest.mark.parametrize("mode", ["mixup", "cutmix"])
+@pytest.mark.parametrize("shape", [(7, 5, 9, 3), (6, 1, 4, 3)])
+def test_host_compiled_normalize_mix_kernel_equals_cpu_twin(host_lib, b, layout, mirror, mode, shape):
+    """The fused kernel over uint8 HWC crops (normalize, mirror by each sample's own flag,
+    transpose to the layout, cast, mixup or CutMix in output coordinates) gives the CPU twin's
+    bits for every output dtype x layout x mirror pattern x mix mode."""
+    from dali_mixup.mix import normalize_mix_images, normalize_table
+
+    requires_fma()
+    n, hh, ww, _ = shape
+    x = random_images(shape, torch.uint8, seed=sum(shape))
+    params = _normmix_params(mode, n, hh, ww, seed=n)
+    flags = _mirror_flags(mirror, n)
+    want = normalize_mix_images(x, params, MEAN, STD, mirror=flags, layout=layout, dtype=TORCH[b])
+    got = _host_normmix(host_lib, b, x, params, flags, normalize_table(MEAN, STD), layout)
+    assert _same_bits(got, want), (b, layout, mirror, mode)
+    # the meaning: the unfused path's mix of the normalised, mirrored, transposed batch
+    v = normalize_mix_images(x, MixupParams.identity(n), MEAN, STD, mirror=flags, layout=layout)
+    ref = x.float().flip(2).where(flags.bool().view(-1, 1, 1, 1), x.float())
+    ref = (ref - normalize_table(MEAN, STD)[:3]) * normalize_table(MEAN, STD)[3:]
+    ref = ref if layout == "NHWC" else ref.permute(0, 3, 1, 2)
+    assert torch.equal(v, ref.contiguous())
+    assert _same_bits(want, mix_images(v, params, dtype=TORCH[b], layout=layout))
+
+
+def test_host_compiled_normalize_mix_keeps_subnormals(host_lib):
+    """A std so large that 1/(std*255) and the normalised values are subnormal float32: kernel and
+    twin agree bit for bit and nothing is flushed to zero."""
+    from dali_mixup.mix import normalize_mix_images, normalize_table
+
+    requires_fma()
+    mean, std = (0.0, 0.5, 1.0), (1e36, 3e37, 1e36)
+    x = random_images((4, 3, 5, 3), torch.uint8, seed=5)
+    params = MixupParams([0.3, 1.0, float(np.float32(1e-40)), 0.75], [1, 0, 3, 2])
+    flags = _mirror_flags("mixed", 4)
+    table = normalize_table(mean, std)
+    assert 0 < float(table[3]) < np.finfo(np.float32).tiny  # the factor itself is subnormal
+    want = normalize_mix_images(x, params, mean, std, mirror=flags)
+    got = _host_normmix(host_lib, "float32", x, params, flags, table, "NCHW")
+    assert _same_bits(got, want)
+    sub = want[(want != 0) & (want.abs() < np.finfo(np.float32).tiny)]
+    assert sub.numel() > 10
+
+
+def test_normalize_mix_launcher_passes_the_kernels_arguments(monkeypatch, host_lib):
+    """launch_normalize_mix_images with the host-compiled operation standing in for the CuPy kernel:
+    argument order and the (C, H, W) grid, bit for bit the CPU twin."""
+    from dali_mixup.mix import normalize_mix_images, normalize_table
+
+    requires_fma()
+    x = random_images((6, 4, 8, 3), torch.uint8, seed=9)
+    params = _normmix_params("cutmix", 6, 4, 8, seed=6)
+    flags = _mirror_flags("mixed", 6)
+    for layout in ("NCHW", "NHWC"):
+        want = normalize_mix_images(x, params, MEAN, STD, mirror=flags, layout=layout, dtype=torch.bfloat16)
+        out = torch.empty(want.numel(), dtype=torch.bfloat16)
+
+        def launch(xs, lam, perm, cut, boxes, mirror, norm, *ints_out):
+            *ints, o = ints_out
+            host_lib["normmix_bfloat16"](_ptr(xs), _ptr(lam), _ptr(perm), _ptr(cut), _ptr(boxes), _ptr(mirror),
+                                         _ptr(norm), *map(ctypes.c_longlong, ints), _ptr(o.view(torch.int16)),
+                                         ctypes.c_longlong(o.numel()))
+
+        monkeypatch.setattr(kernels, "_on_torch_stream", lambda device: contextlib.nullcontext())
+        monkeypatch.setattr(kernels, "_cupy_view", lambda t: t)
+        monkeypatch.setattr(kernels, "get_kernel", {"normalize_mix_images": launch}.__getitem__)
+        kernels.launch_normalize_mix_images(x.view(-1), params.lam, params.perm, params.cutmix, params.boxes, flags,
+                                            normalize_table(MEAN, STD), (3, 4, 8), layout == "NHWC", out)
+        assert _same_bits(out, want), layout
