@@ -164,3 +164,24 @@ def test_gpu_fused_loader_against_the_unfused_one(root, dtype, layout):
     print(f"fused vs unfused on the GPU, {dtype} {layout}: max |difference| {worst:.3g} "
           f"({worst / ULP_AT_4[dtype]:.2f} ULP of {dtype} at 2..4)")
     assert worst <= 4 * ULP_AT_4[dtype], (dtype, layout, worst)
+
+
+def test_bench_runs_the_fused_row_next_to_ours(root, tmp_path, capsys):
+    """``dali-mixup bench --peers ours,ours-fused,dali``: both forms measured in one run, each with
+    the iterator's host time per batch."""
+    import json
+
+    from dali_mixup import cli
+    from dali_mixup.tools import bench
+
+    rc = cli.main(["bench", "--data", str(root), "--batch-size", "4", "--image-size", "32", "--epochs", "1",
+                   "--warmup", "0", "--workers", "1", "--no-progress", "--no-plot", "--device", "cpu",
+                   "--peers", "ours-fused,dali,ours", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    (path,) = tmp_path.glob("bench-*.json")
+    rows = {r["name"]: r for r in json.loads(path.read_text())["rows"]}
+    assert list(rows) == ["ours", "ours-fused", "dali"]
+    assert all(r["status"] == "ok" and r["epochs"][0]["images"] == N for r in rows.values())
+    assert rows["ours-fused"]["host_ms_per_batch"]["mix"] > 0
+    assert bench.EXTRA_LABELS["ours-fused"] in out

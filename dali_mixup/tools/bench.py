@@ -8,6 +8,8 @@ Rows (``--peers``):
 
 * ``ours``: ``dali_mixup.create_loader`` with mixup (GPU when there is one, else DALI's CPU
   backend and the CPU twin);
+* ``ours-fused`` (asked for with ``--peers``): the same with ``fused_normalize=True``: DALI hands
+  over uint8 crops and the kernel normalises, mirrors, lays out, casts and mixes in one pass;
 * ``dali``: DALI's ``DALIClassificationIterator`` over the same pipeline, no mixup (the ceiling);
 * ``dali-mixup``: mixup written in DALI's graph (``fn.batch_permutation``,
   ``fn.permute_batch``, ``fn.random.beta``, arithmetic);
@@ -50,6 +52,9 @@ from .meta import cpu_busy, cpu_cores, hardware_slug, metadata, slug
 
 SCHEMA = "dali-mixup-bench/1"
 ROWS = ("ours", "dali", "dali-mixup", "dali-torch", "torchvision")
+#: rows run only when named in --peers (after ``ours`` in the table)
+EXTRA_ROWS = ("ours-fused",)
+ALL_ROWS = ("ours", "ours-fused") + ROWS[1:]
 BASELINE = "torchvision"
 LABELS = {
     "ours": "dali-mixup iterator (ours)",
@@ -58,6 +63,9 @@ LABELS = {
     "dali-torch": "DALI + eager torch mixup",
     "torchvision": "torchvision ImageFolder+DataLoader+MixUp",
 }
+#: labels of the rows run only when asked for (``EXTRA_ROWS``)
+EXTRA_LABELS = {"ours-fused": "ours, fused normalize (uint8 crops in)"}
+ALL_LABELS = {**LABELS, **EXTRA_LABELS}
 #: what --quick means, and the defaults otherwise
 QUICK = dict(images=1024, epochs=5, warmup=2)
 FULL = dict(images=2048, epochs=5, warmup=2)
@@ -66,7 +74,8 @@ MIN_SECONDS = {"gpu": 2.0, "cpu": 0.0}
 #: the issue's targets, checked and written to the JSON
 TARGETS = {
     "cpu": [("ours", BASELINE, 1.5), ("ours", "dali", 0.90)],
-    "gpu": [("ours", BASELINE, 5.0), ("ours", "dali", 0.97), ("ours", "dali-mixup", 1.0), ("ours", "dali-torch", 1.0)],
+    "gpu": [("ours", BASELINE, 5.0), ("ours", "dali", 0.97), ("ours", "dali-mixup", 1.0), ("ours", "dali-torch", 1.0),
+            ("ours-fused", "dali", 1.0)],
 }
 
 
@@ -115,9 +124,9 @@ _positive_float, _nonneg_float = _float_from(0.0, False), _float_from(0.0, True)
 
 def _peer_list(text: str) -> List[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in ROWS]
+    bad = [n for n in names if n not in ALL_ROWS]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"unknown row(s) {bad or text!r}; choose from {', '.join(ROWS)}")
+        raise argparse.ArgumentTypeError(f"unknown row(s) {bad or text!r}; choose from {', '.join(ALL_ROWS)}")
     return names
 
 
@@ -148,7 +157,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cutmix", type=_positive_float, metavar="ALPHA", help="also CutMix with this alpha (switch "
                         "p=0.5) in our row and the torchvision baseline; needs MixupConfig.cutmix_alpha")
     parser.add_argument("--peers", type=_peer_list, metavar="ROWS", help=f"comma-separated rows to run, from "
-                        f"{','.join(ROWS)} (default: all that apply; dali-torch on a GPU only)")
+                        f"{','.join(ALL_ROWS)} (default: all that apply but {','.join(EXTRA_ROWS)}; dali-torch on "
+                        "a GPU only)")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="image dtype (default float32)")
     parser.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the data set, crops and mixup (default 0)")
     parser.add_argument("--tag", default="", help="appended to the result file names")
@@ -306,7 +316,7 @@ def build_row(name: str, args, data, dev: str, num_classes: int):
     workers = args.workers or cpu_cores()
     common = dict(device=dev, image_size=args.image_size, batch_size=args.batch_size, num_threads=workers,
                   seed=args.seed, dtype=args.dtype, layout="NCHW")
-    if name == "ours":
+    if name in ("ours", "ours-fused"):
         from dali_mixup.config import MixupConfig
         from dali_mixup.loader import create_loader
 
@@ -315,7 +325,8 @@ def build_row(name: str, args, data, dev: str, num_classes: int):
             kw.update(cutmix_alpha=args.cutmix)
         return create_loader(**data["kwargs"], batch_size=args.batch_size, image_size=args.image_size,
                              mixup=MixupConfig(**kw), device=dev, num_threads=workers, seed=args.seed,
-                             dtype=args.dtype, num_classes=num_classes, shard_id=0, num_shards=1, auto_reset=False)
+                             dtype=args.dtype, num_classes=num_classes, shard_id=0, num_shards=1, auto_reset=False,
+                             fused_normalize=name == "ours-fused")
     from . import bench_peers
 
     if name == "dali":
@@ -376,7 +387,7 @@ def format_table(result: Dict[str, Any]) -> str:
     lines.append(head)
     lines.append("-" * len(head))
     for r in result["rows"]:
-        label = LABELS[r["name"]]
+        label = ALL_LABELS[r["name"]]
         if r["status"] != "ok":
             lines.append(f"{label:<44} {r['device']:<6} {r['status']}: {r['note']}")
             continue
@@ -404,11 +415,11 @@ def format_markdown(result: Dict[str, Any]) -> str:
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in result["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {LABELS[r['name']]} | {r['device']} | {r['status']}: {r['note']} | | | |")
+            lines.append(f"| {ALL_LABELS[r['name']]} | {r['device']} | {r['status']}: {r['note']} | | | |")
             continue
         s = r["images_per_s"]
         rb, rd = _ratio_cells(r)
-        lines.append(f"| {LABELS[r['name']]} | {r['device']} | {s['median']:.0f} | {s['min']:.0f} .. {s['max']:.0f} "
+        lines.append(f"| {ALL_LABELS[r['name']]} | {r['device']} | {s['median']:.0f} | {s['min']:.0f} .. {s['max']:.0f} "
                      f"| {rb} | {rd} |")
     return "\n".join(lines)
 
@@ -425,11 +436,11 @@ def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
     rows = [r for r in result["rows"] if r["status"] == "ok"]
     if not rows:
         return "no row was measured; no chart"
-    names = [LABELS[r["name"]] for r in rows][::-1]
+    names = [ALL_LABELS[r["name"]] for r in rows][::-1]
     med = [r["images_per_s"]["median"] for r in rows][::-1]
     lo = [r["images_per_s"]["median"] - r["images_per_s"]["min"] for r in rows][::-1]
     hi = [r["images_per_s"]["max"] - r["images_per_s"]["median"] for r in rows][::-1]
-    colors = ["#76b900" if r["name"] == "ours" else ("#888888" if r["name"] == BASELINE else "#4a7ebb")
+    colors = ["#76b900" if r["name"].startswith("ours") else ("#888888" if r["name"] == BASELINE else "#4a7ebb")
               for r in rows][::-1]
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.6))
     ax.barh(names, med, xerr=[lo, hi], color=colors, capsize=3)
@@ -514,10 +525,10 @@ def _run(args) -> int:
     rows: List[Dict[str, Any]] = []
     runners: Dict[str, EpochRunner] = {}
     failed = False
-    for name in ROWS:  # build every row first; they run interleaved below
+    for name in ALL_ROWS:  # build every row first; they run interleaved below
         if name not in wanted:
             continue
-        row: Dict[str, Any] = {"name": name, "label": LABELS[name], "device": dev, "status": "ok", "note": ""}
+        row: Dict[str, Any] = {"name": name, "label": ALL_LABELS[name], "device": dev, "status": "ok", "note": ""}
         rows.append(row)
         if name == "dali-torch" and dev != "gpu" and not args.peers:
             row.update(status="skipped", note="a GPU row (ask with --peers to run it on the CPU)")
