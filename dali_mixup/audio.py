@@ -53,7 +53,6 @@ import os
 import re
 import stat
 import struct
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -61,7 +60,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .checks import (check_bool, check_choice, check_int, check_num_classes, check_real, check_seed,
+from .checks import (check_bool, check_choice, check_int, check_num_classes, check_real, check_seed, warn_user,
                      resolve_num_classes)
 from .config import MixupConfig
 from .fields import Blend, Rule, SoftTarget
@@ -348,8 +347,7 @@ def _audio_folder(root: str) -> Source:
         raise ValueError(f"root: {root!r} has class folders but no audio files with extensions {AUDIO_EXTENSIONS}")
     empty = [c for i, c in enumerate(classes) if i not in set(labels)]
     if empty:
-        warnings.warn(f"root: {root!r}: class folder(s) with no audio files: {empty}; they keep their class index",
-                      stacklevel=3)
+        warn_user(f"root: {root!r}: class folder(s) with no audio files: {empty}; they keep their class index")
     return Source(SourceKind.FOLDER, tuple(files), tuple(labels), tuple(classes))
 
 
@@ -574,7 +572,7 @@ def filter_audio_files(paths: Sequence, labels: Optional[Sequence] = None, *, on
     keep = [i for i, p in enumerate(paths) if p not in bad]
     if not keep:
         raise ValidationError(problems, total=len(paths), what="audio files (all of them)")
-    warnings.warn(_describe(problems, len(paths), "files left out (bad audio files)"), BadFilesWarning, stacklevel=2)
+    warn_user(_describe(problems, len(paths), "files left out (bad audio files)"), BadFilesWarning)
     return [paths[i] for i in keep], (None if labels is None else [labels[i] for i in keep])
 
 

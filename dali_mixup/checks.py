@@ -144,3 +144,17 @@ def resolve_num_classes(explicit: Optional[int], from_mixup: Optional[int], data
     if dataset is not None and c < dataset:
         raise ValueError(f"num_classes={c} is smaller than the dataset's {dataset} classes")
     return c
+
+
+def warn_user(message: str, category: type = UserWarning) -> None:
+    """``warnings.warn`` pointing at the first caller outside ``dali_mixup`` (the user's line that
+    built the loader), however deep in the library the finding was made."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2  # stacklevel 1 is this function, 2 its caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -33,13 +33,13 @@ import hashlib
 import json
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .checks import IMAGE_LAYOUTS, check_bool, check_choice, check_int, check_layout, check_real, check_rgb, check_seed
+from .checks import (IMAGE_LAYOUTS, check_bool, check_choice, check_int, check_layout, check_real, check_rgb,
+                     check_seed, warn_user)
 from .config import MixupConfig
 from .fields import BatchMixer, Blend, Keep, Rule
 from .sampler import MixupParams
@@ -297,8 +297,8 @@ def load_coco(root: str, annotations: str, *, on_error: Union[str, OnError] = "r
     path = annotations
     if skipped:
         first = "; ".join(f"{w}: {m}" for w, m in skipped[:5])
-        warnings.warn(f"{annotations}: left out {len(skipped)} bad entr{'y' if len(skipped) == 1 else 'ies'} "
-                      f"(on_error='skip'): {first}{' ...' if len(skipped) > 5 else ''}", stacklevel=2)
+        warn_user(f"{annotations}: left out {len(skipped)} bad entr{'y' if len(skipped) == 1 else 'ies'} "
+                      f"(on_error='skip'): {first}{' ...' if len(skipped) > 5 else ''}")
         clean = dict(data, images=[{k: v for k, v in im.items() if k != "_path"} for im in images.values()],
                      annotations=kept_annotations)
         raw = json.dumps(clean).encode()

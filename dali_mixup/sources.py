@@ -11,10 +11,10 @@ import enum
 import glob
 import os
 import tarfile
-import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
+from .checks import warn_user
 from .validate import DALI_IMAGE_EXTENSIONS
 
 # torchvision's IMG_EXTENSIONS and what DALI's file reader picks up (adds .pnm, .pbm, .jp2)
@@ -120,19 +120,17 @@ def _folder(root: str, given: Optional[Sequence[str]] = None) -> Source:
         labels += [index] * len(found)
         loops += skipped
     if loops:
-        warnings.warn(
+        warn_user(
             f"root: {root!r}: {len(loops)} symbolic link(s) lead to folders already read and were skipped "
-            f"(each real folder is read once): {loops[:10]}",
-            stacklevel=4,
+            f"(each real folder is read once): {loops[:10]}"
         )
     if not files:
         raise ValueError(f"root: {root!r} has class folders but no images with extensions {IMG_EXTENSIONS}")
     empty = [name for name in present if index_of[name] not in set(labels)]
     if empty:
-        warnings.warn(
+        warn_user(
             f"root: {root!r}: class folder(s) with no images: {empty}; they keep their class index "
-            "(as torchvision and DALI number them) and never occur as a label",
-            stacklevel=4,
+            "(as torchvision and DALI number them) and never occur as a label"
         )
     return Source(SourceKind.FOLDER, tuple(files), tuple(labels), tuple(classes))
 
@@ -191,10 +189,9 @@ def _file_list(path: str, allow_repeats: bool = False) -> Source:
     if not files:
         raise ValueError(f"file_list: {path!r} lists no files")
     if repeats and not allow_repeats:
-        warnings.warn(
+        warn_user(
             f"file_list: {path}: {len(repeats)} file(s) listed more than once are served that many times per "
-            f"epoch: {repeats[:10]}. Remove the repeats, or pass allow_repeats=True if they are on purpose.",
-            stacklevel=4,
+            f"epoch: {repeats[:10]}. Remove the repeats, or pass allow_repeats=True if they are on purpose."
         )
     return Source(SourceKind.FILE_LIST, tuple(files), tuple(labels), tuple(str(i) for i in range(max(labels) + 1)))
 

@@ -25,9 +25,10 @@ import enum
 import os
 import stat
 import struct
-import warnings
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
+
+from .checks import warn_user
 
 __all__ = [
     "DALI_IMAGE_EXTENSIONS",
@@ -615,7 +616,7 @@ def filter_files(
     keep = [i for i, p in enumerate(paths) if p not in bad]
     if not keep:
         raise ValidationError(problems, total=len(paths), what="files (all of them)")
-    warnings.warn(_describe(problems, len(paths), "files left out (bad image files)"), BadFilesWarning, stacklevel=2)
+    warn_user(_describe(problems, len(paths), "files left out (bad image files)"), BadFilesWarning)
     return [paths[i] for i in keep], (None if labels is None else [labels[i] for i in keep])
 
 

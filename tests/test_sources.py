@@ -133,3 +133,18 @@ def test_a_shard_label_outside_num_classes_names_shard_and_sample(tmp_path):
     text = _members(tmp_path / "c.tar", [("z/0.jpg", jpg), ("z/0.cls", b"cat")])
     with pytest.raises(ValueError, match=r"c.tar: member 'z/0.cls' is not an ASCII integer"):
         resolve_source(shards=text, num_classes=3)
+
+
+def test_warnings_point_at_the_users_line(tmp_path):
+    """A finding made deep in the library is reported at the caller's line, not inside dali_mixup."""
+    from dali_mixup import create_loader
+    from dali_mixup.validate import BadFilesWarning
+
+    root = folder(tmp_path, per_class=3)
+    os.symlink(".", root / "a" / "self")
+    (root / "b" / "bad.jpg").write_bytes(b"not an image")
+    with pytest.warns(UserWarning) as record:
+        create_loader(root, batch_size=2, image_size=8, device="cpu", num_threads=1, on_error="skip")
+    kinds = {type(w.message) for w in record}
+    assert BadFilesWarning in kinds and UserWarning in kinds
+    assert all(w.filename == __file__ for w in record), [(w.filename, w.lineno) for w in record]
