@@ -128,6 +128,9 @@ class MixupParams:
 
 
 _ALIGN = 8  # bytes: every tensor in the staging buffer starts where an int64 may
+#: dtypes whose CPU tensors ``Tensor.numpy()`` views directly (not bfloat16)
+_NUMPY_VIEWABLE = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                             torch.float16, torch.float32, torch.float64})
 
 
 def to_device(device, *tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -150,7 +153,10 @@ def to_device(device, *tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     staging = torch.empty(total, dtype=torch.uint8, pin_memory=device.type == "cuda")
     buf = staging.numpy()  # NumPy slicing costs a fraction of torch's per-op overhead
     for t, off in zip(tensors, offsets):
-        raw = t.detach().reshape(-1).view(torch.uint8).numpy()
+        if t.dtype in _NUMPY_VIEWABLE and t.device.type == "cpu" and not t.requires_grad:
+            raw = t.numpy().reshape(-1).view(np.uint8)  # NumPy's views: a third of the torch ops' host time
+        else:
+            raw = t.detach().reshape(-1).view(torch.uint8).numpy()
         buf[off : off + raw.size] = raw
     moved = staging.to(device, non_blocking=True)
     typed: Dict[torch.dtype, torch.Tensor] = {}  # the buffer seen as each dtype (its size is a multiple of 8)
@@ -278,8 +284,14 @@ def _draw_boxes(rng: np.random.Generator, lam: np.ndarray, size: Tuple[int, int]
         ratio = np.sqrt(1.0 - lam)
         cut_h, cut_w = (h * ratio).astype(np.int64), (w * ratio).astype(np.int64)
         cy, cx = rng.integers(0, h, size=count), rng.integers(0, w, size=count)
-        y0, y1 = np.clip(cy - cut_h // 2, 0, h), np.clip(cy + (cut_h + 1) // 2, 0, h)
-        x0, x1 = np.clip(cx - cut_w // 2, 0, w), np.clip(cx + (cut_w + 1) // 2, 0, w)
+        # clipped to [0, H] and [0, W]: a centre is in [0, H) and a half side >= 0, so each edge has
+        # one side to clip (np.maximum/np.minimum into the result: a third of np.clip's host time)
+        out = np.empty((count, 4), dtype=np.int64)
+        np.maximum(cy - cut_h // 2, 0, out=out[:, 0])
+        np.minimum(cy + (cut_h + 1) // 2, h, out=out[:, 1])
+        np.maximum(cx - cut_w // 2, 0, out=out[:, 2])
+        np.minimum(cx + (cut_w + 1) // 2, w, out=out[:, 3])
+        return out
     else:
         lo, hi = minmax
 

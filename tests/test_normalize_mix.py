@@ -171,8 +171,7 @@ def test_bench_runs_the_fused_row_next_to_ours(root, tmp_path, capsys):
     the iterator's host time per batch."""
     import json
 
-    from dali_mixup import cli
-    from dali_mixup.tools import bench
+    from dali_mixup.tools import bench, cli
 
     rc = cli.main(["bench", "--data", str(root), "--batch-size", "4", "--image-size", "32", "--epochs", "1",
                    "--warmup", "0", "--workers", "1", "--no-progress", "--no-plot", "--device", "cpu",
