@@ -130,12 +130,12 @@ RUN pip install --no-deps --no-index /opt/dist/*.whl \
     && rm -rf /opt/dist \
     && python3 -c "import dali_mixup, nvidia.dali, torch; print('dali_mixup', dali_mixup.__version__, 'DALI', nvidia.dali.__version__, 'torch', torch.__version__)" \
     && if [ "${CUDA_EXTRA}" != cpu ]; then python3 -c "import cupy; print('CuPy', cupy.__version__)"; fi
-COPY docker/entrypoint.sh /usr/local/bin/dali-mixup-entrypoint
 
 USER mixup
 # Results go to the working directory: the bench writes bench-out/bench-<hardware>.json and .png
-# under it, so a host folder mounted here gets them in its bench-out/.
+# under it, so a host folder mounted here gets them in its bench-out/. bench and train check
+# before the run that they can write there (one line and exit status 2 when not).
 WORKDIR /results
 
-ENTRYPOINT ["dali-mixup-entrypoint"]
+ENTRYPOINT ["dali-mixup"]
 CMD ["bench", "--quick"]

@@ -17,7 +17,8 @@
 # Needs root (apt-get, buildah, podman) and ~25 GB of disk; ~15 minutes cold, a few warm.
 # Environment (all optional):
 #   DOCKER_CHECK_DIR   work folder (default /var/tmp/dali-mixup-docker-check): data, results, logs
-#   DOCKER_CHECK_COLD  1: make the base anew and build without the layer cache
+#   DOCKER_CHECK_COLD  1: make the base anew, so that no layer comes from the cache (buildah
+#                      1.28's --no-cache leaves no cache behind for the edit rebuild to use)
 #   TORCH_INDEX_URL    where torch comes from (default https://pypi.org/simple: the PyTorch
 #                      indexes are not reachable where this project is developed; PyPI's torch is
 #                      the CUDA build, so the CPU image carries CUDA wheels it does not use)
@@ -64,7 +65,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         buildah podman runc debootstrap podman-compose
 fi
-buildah --version; podman --version; runc --version | head -1; podman-compose version 2>/dev/null | tail -1 || true
+buildah --version; podman --version; runc --version | head -1; podman-compose version 2>/dev/null | grep -i '^podman-compose' || true
 mkdir -p "$WORK/logs"
 
 # podman's default limits for root containers (1048576 open files, nproc up to the pid limit)
@@ -81,8 +82,6 @@ if [ -n "$CA_BUNDLE" ] && [ -s "$CA_BUNDLE" ]; then
     BUILDAH+=(--secret "id=ca-bundle,src=$CA_BUNDLE")
 fi
 CPU_ARGS=(--build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cpu --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL")
-NO_CACHE=()
-[ "$COLD" = 1 ] && NO_CACHE=(--no-cache)
 
 # ---------------------------------------------------------------------------------------------
 say "base image $BASE (debootstrap bookworm, minbase)"
@@ -109,7 +108,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 say "build $IMAGE (CPU variant; log: $WORK/logs/build.log)"
 t=$(now)
-if "${BUILDAH[@]}" "${NO_CACHE[@]}" "${CPU_ARGS[@]}" -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" > "$WORK/logs/build.log" 2>&1; then
+if "${BUILDAH[@]}" "${CPU_ARGS[@]}" -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" > "$WORK/logs/build.log" 2>&1; then
     cached=$(grep -c 'Using cache' "$WORK/logs/build.log" || true)
     record "build, CPU variant ($cached steps from the cache)" "$(since "$t")"
 else
@@ -120,13 +119,29 @@ fi
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 record "image size, CPU variant" "$(gb "$size")"
 echo "largest layers:"
-podman history --format '{{.Size}}  {{.CreatedBy}}' "$IMAGE" | grep -v '^0B' | cut -c1-150 | head -12
+podman history --format '{{.Size}}  {{.CreatedBy}}' "$IMAGE" | grep -v '^0 B' | cut -c1-150 | head -12
 echo "what the virtual environment holds (MB):"
 podman run --rm --network none --entrypoint sh "$IMAGE" -c '
     cd /opt/venv/lib/python3*/site-packages
-    du -sm /opt/venv torch triton nvidia nvidia/dali cupy 2>/dev/null
-    du -sm --total nvidia/* 2>/dev/null | grep -v -E "/dali$" | awk "{ s += \$1 } END { print s, \"nvidia/* other than DALI (CUDA wheels)\" }"' \
+    for d in /opt/venv torch triton cupy nvidia nvidia/dali nvidia/cu13 nvidia/cudnn; do
+        if [ -e "$d" ]; then du -sm "$d"; fi
+    done' \
     | tee "$WORK/logs/venv-du.txt" || true
+
+# A small ImageFolder (train/ and val/), mounted read-only wherever data is read.
+rm -rf "$WORK/data"; mkdir -p "$WORK/data"
+podman run --rm --network none -v "$WORK/data:/out" --user 0 --entrypoint python3 "$IMAGE" -c '
+import numpy as np, pathlib
+from PIL import Image
+rng = np.random.default_rng(0)
+for split, n in (("train", 24), ("val", 8)):
+    for c in range(4):
+        d = pathlib.Path("/out", split, f"class{c}"); d.mkdir(parents=True)
+        for i in range(n):
+            a = (rng.random((96, 128, 3)) * 64 + c * 48).astype(np.uint8)
+            Image.fromarray(a).save(d / f"{i}.jpg", quality=90)
+'
+chmod -R a+rX "$WORK/data"
 
 # ---------------------------------------------------------------------------------------------
 say "the image's settings"
@@ -149,19 +164,23 @@ else
     cat "$WORK/logs/user-dirs.log"; fail "--user $RUN_UID: HOME, caches, MPLCONFIGDIR writable"
 fi
 
-# Results folder the container's user cannot write: one line, exit status 2, no traceback.
+# Results folder the container's user cannot write: bench and train stop at once with one line
+# and exit status 2, no traceback.
 rm -rf "$WORK/results-ro"; mkdir -p "$WORK/results-ro"; chmod 755 "$WORK/results-ro"
-set +e
-podman run --rm --network none --user "$RUN_UID:$RUN_UID" -v "$WORK/results-ro:/results" "$IMAGE" \
-    bench --quick --device cpu > "$WORK/logs/results-ro.out" 2> "$WORK/logs/results-ro.err"
-rc=$?
-set -e
-cat "$WORK/logs/results-ro.err"
-if [ "$rc" = 2 ] && [ "$(wc -l < "$WORK/logs/results-ro.err")" = 1 ] && ! grep -q Traceback "$WORK/logs/results-ro.err"; then
-    record "unwritable /results: one line, exit status 2" ok
-else
-    fail "unwritable /results: one line, exit status 2 (got $rc, $(wc -l < "$WORK/logs/results-ro.err") lines)"
-fi
+for cmd in "bench --quick --device cpu" "train /data --device cpu --epochs 1"; do
+    set +e
+    # shellcheck disable=SC2086
+    podman run --rm --network none --user "$RUN_UID:$RUN_UID" -v "$WORK/data:/data:ro" -v "$WORK/results-ro:/results" "$IMAGE" $cmd \
+        > "$WORK/logs/results-ro.out" 2> "$WORK/logs/results-ro.err"
+    rc=$?
+    set -e
+    cat "$WORK/logs/results-ro.err"
+    if [ "$rc" = 2 ] && [ "$(wc -l < "$WORK/logs/results-ro.err")" = 1 ] && ! grep -q Traceback "$WORK/logs/results-ro.err"; then
+        record "unwritable /results, ${cmd%% *}: one line, exit status 2" ok
+    else
+        fail "unwritable /results, ${cmd%% *}: one line, exit status 2 (got $rc, $(wc -l < "$WORK/logs/results-ro.err") lines)"
+    fi
+done
 
 # ---------------------------------------------------------------------------------------------
 say "doctor"
@@ -195,28 +214,14 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-say "test image $TEST_IMAGE (the image + the dev extra) and the CPU test tier"
+say "test image $TEST_IMAGE (the image + the dev extra + g++) and the CPU test tier"
 t=$(now)
-if "${BUILDAH[@]}" "${NO_CACHE[@]}" --build-arg IMAGE="$IMAGE" \
+if "${BUILDAH[@]}" --build-arg IMAGE="$IMAGE" \
         -f "$ROOT/docker/test.Dockerfile" -t "$TEST_IMAGE" "$ROOT" > "$WORK/logs/build-test.log" 2>&1; then
     record "build, test image" "$(since "$t")"
 else
     tail -30 "$WORK/logs/build-test.log"; fail "build, test image"
 fi
-# A small ImageFolder (train/ and val/), mounted read-only for the tests and the compose bench.
-rm -rf "$WORK/data"; mkdir -p "$WORK/data"
-podman run --rm --network none -v "$WORK/data:/out" --user 0 --entrypoint python3 "$IMAGE" -c '
-import numpy as np, pathlib
-from PIL import Image
-rng = np.random.default_rng(0)
-for split, n in (("train", 24), ("val", 8)):
-    for c in range(4):
-        d = pathlib.Path("/out", split, f"class{c}"); d.mkdir(parents=True)
-        for i in range(n):
-            a = (rng.random((96, 128, 3)) * 64 + c * 48).astype(np.uint8)
-            Image.fromarray(a).save(d / f"{i}.jpg", quality=90)
-'
-chmod -R a+rX "$WORK/data"
 if podman image exists "$TEST_IMAGE"; then
     rm -rf "$WORK/test-results"; mkdir -p "$WORK/test-results"; chown "$RUN_UID:$RUN_UID" "$WORK/test-results"
     t=$(now)
@@ -242,7 +247,7 @@ fi
 say "a one-line source edit, rebuilt"
 ctx=$WORK/edit-context
 rm -rf "$ctx"; mkdir -p "$ctx"
-git -C "$ROOT" ls-files -z --cached --others --exclude-standard | (cd "$ROOT" && xargs -0 cp --parents -t "$ctx" 2>/dev/null || true)
+git -C "$ROOT" ls-files -z --cached --others --exclude-standard | (cd "$ROOT" && xargs -0 cp -a --parents -t "$ctx" 2>/dev/null || true)
 cp "$ROOT/.dockerignore" "$ctx/"
 marker="docker-check edit $(date +%s)"
 echo "# $marker" >> "$ctx/dali_mixup/__init__.py"
@@ -262,31 +267,50 @@ rm -rf "$ctx"
 say "compose services (podman-compose; no GPU here: the device reservations cannot be met)"
 rm -rf "$WORK/compose-results"; mkdir -p "$WORK/compose-results"; chown "$RUN_UID:$RUN_UID" "$WORK/compose-results"
 export DATA_DIR=$WORK/data RESULTS_DIR=$WORK/compose-results CUDA_EXTRA=cpu HOST_UID=$RUN_UID HOST_GID=$RUN_UID
-compose=(podman-compose -f "$ROOT/docker/compose.yaml")
+project=dali-mixup-check
+# --no-deps: podman-compose 1.0.3's `run` otherwise starts every service of the file first;
+# -T: no terminal here.
+compose=(podman-compose -p "$project" -f "$ROOT/docker/compose.yaml")
+crun=("${compose[@]}" run --no-deps -T --rm)
 t=$(now)
-if "${compose[@]}" run --rm bench doctor > "$WORK/logs/compose-doctor.log" 2>&1; then
+if "${crun[@]}" bench doctor > "$WORK/logs/compose-doctor.log" 2>&1; then
     record "compose: run bench doctor" "$(since "$t")"
 else
     tail -15 "$WORK/logs/compose-doctor.log"; fail "compose: run bench doctor"
 fi
 t=$(now)
-if "${compose[@]}" run --rm bench bench --quick --device cpu --data /data/train --no-progress --no-plot \
+if "${crun[@]}" bench bench --quick --device cpu --data /data/train --no-progress \
         > "$WORK/logs/compose-bench.log" 2>&1 && ls "$WORK"/compose-results/bench-out/bench-*.json >/dev/null 2>&1; then
     record "compose: run bench bench --quick --device cpu --data /data/train" "$(since "$t")"
 else
     tail -15 "$WORK/logs/compose-bench.log"; fail "compose: bench service on the CPU"
 fi
+# The train service as compose defines it, one CPU process instead of one per GPU.
+train_args=(--standalone --nproc_per_node=1 -m dali_mixup train /data --out /results/train --resume auto
+            --device cpu --model small-cnn --image-size 32 --epochs 1 --batch-size 16 --quiet)
 t=$(now)
-if "${compose[@]}" run --rm train --standalone --nproc_per_node=1 -m dali_mixup train /data \
-        --out /results/train --resume auto --device cpu --model small-cnn --image-size 64 --epochs 1 \
-        --batch-size 16 --quiet > "$WORK/logs/compose-train.log" 2>&1 \
-        && ls "$WORK"/compose-results/train/ >/dev/null 2>&1; then
+if "${crun[@]}" train "${train_args[@]}" > "$WORK/logs/compose-train.log" 2>&1 \
+        && ls "$WORK"/compose-results/train/*.pt >/dev/null 2>&1; then
     tail -3 "$WORK/logs/compose-train.log"
     record "compose: run train (torchrun, 1 CPU process, 1 epoch)" "$(since "$t")"
+elif grep -q 'error setting rlimit' "$WORK/logs/compose-train.log"; then
+    # memlock: -1 (unlimited) needs CAP_SYS_RESOURCE where the hard limit is lower, as in a sandbox.
+    record "compose: run train" "not here: ulimit memlock=-1 refused (hard limit $(ulimit -Hl) KB)"
+    t=$(now)
+    if podman run --rm --network none --shm-size=1g --user "$RUN_UID:$RUN_UID" -w /results \
+            -v "$WORK/data:/data:ro" -v "$WORK/compose-results:/results" --entrypoint torchrun "$IMAGE" \
+            "${train_args[@]}" > "$WORK/logs/train.log" 2>&1 && ls "$WORK"/compose-results/train/*.pt >/dev/null 2>&1; then
+        tail -3 "$WORK/logs/train.log"
+        record "  the train service's command, podman run without memlock" "$(since "$t")"
+    else
+        tail -15 "$WORK/logs/train.log"; fail "train service's command (torchrun, 1 CPU process)"
+    fi
 else
     tail -15 "$WORK/logs/compose-train.log"; fail "compose: train service on the CPU"
 fi
 "${compose[@]}" down > /dev/null 2>&1 || true
+podman network rm -f "${project}_default" > /dev/null 2>&1 || true
+podman volume rm -f "${project}_cache" > /dev/null 2>&1 || true
 
 # ---------------------------------------------------------------------------------------------
 say "CUDA guard: CUDA_EXTRA=cuda13 on a base without CUDA stops early"
