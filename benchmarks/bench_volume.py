@@ -125,15 +125,16 @@ def epochs_rate(make_epoch, epochs, count):
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "per_epoch": rates}
 
 
-def bench_loaders(files, crop, batch_size, epochs, cores):
+def bench_loaders(files, crop, batch_size, epochs, cores, device="cpu"):
     from dali_mixup.volume import create_volume_loader
 
     cfg = MixupConfig(alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, num_classes=2)
-    it = create_volume_loader(files=files, batch_size=batch_size, crop=crop, mixup=cfg, num_threads=cores, seed=0)
+    it = create_volume_loader(files=files, batch_size=batch_size, crop=crop, mixup=cfg, num_threads=cores, seed=0,
+                              device=device)
 
     def ours():
         for (b,) in it:
-            b["data"].sum()  # touch
+            b["data"].sum().item()  # touch (and, on a GPU, wait for the batch)
 
     mixer, mixer_name = baseline_mixer(batch_size)
     dl = torch.utils.data.DataLoader(NumpyVolumes(files, crop), batch_size=batch_size, shuffle=True,
@@ -199,7 +200,12 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
+                   help="where our loader crops, flips and mixes (the reader stays on the CPU)")
     args = p.parse_args(argv)
+    if args.device == "gpu" and not torch.cuda.is_available():
+        p.error("--device gpu: torch sees no CUDA GPU")
+    device = ("gpu" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     volumes = args.volumes or (32 if args.quick else 128)
     size = args.size or (40 if args.quick else 80)
     crop = args.crop or (32 if args.quick else 64)
@@ -208,12 +214,13 @@ def main(argv=None):
     meta, slug = _meta()
     cores = meta.get("cpu", {}).get("cores") or os.cpu_count()
     result = {"benchmark": "bench_volume", "quick": args.quick, "meta": meta,
-              "settings": {"volumes": volumes, "file_shape": [1, size, size, size], "crop": [crop] * 3,
+              "settings": {"device": device, "volumes": volumes, "file_shape": [1, size, size, size], "crop": [crop] * 3,
                            "batch_size": args.batch_size, "epochs": epochs, "repeats": repeats, "workers": cores}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         files = write_volumes(pathlib.Path(tmp), volumes, size)
-        result["loader_volumes_per_s"] = bench_loaders(files, (crop, crop, crop), args.batch_size, epochs, cores)
+        result["loader_volumes_per_s"] = bench_loaders(files, (crop, crop, crop), args.batch_size, epochs, cores,
+                                                     device)
     emb = (64, 128, 256) if args.quick else (256, 128, 512)
     result["mix_forward_backward"] = [bench_autograd(emb, repeats, torch.device("cpu"))]
     if torch.cuda.is_available():
