@@ -1,5 +1,7 @@
 """Bad files through the loader: a clear error naming the file (before training with
-``validate=True``, or at the batch), or a documented skip; valid odd files decode."""
+``validate=True``, or at the batch), or a documented skip; valid odd files decode. The batch-time
+behaviours run on each device: on a GPU through nvJPEG's ``mixed`` decoder (``make gpu-check``
+records how it meets the corpus)."""
 
 import os
 import pathlib
@@ -36,9 +38,9 @@ def folder_with(corpus, case, tmp_path):
     return str(root), str(dst)
 
 
-def make(root, **kw):
-    return create_loader(root, batch_size=2, image_size=32, device="cpu", num_threads=2, seed=0,
-                         mixup=MixupConfig(alpha=0.4), **kw)
+def make(root, device="cpu", **kw):
+    return create_loader(root, batch_size=2, image_size=32, device="gpu" if device == "cuda" else "cpu",
+                         num_threads=2, seed=0, mixup=MixupConfig(alpha=0.4), **kw)
 
 
 def all_ids(ld):
@@ -67,22 +69,22 @@ def test_skip_leaves_the_file_out_with_one_warning(corpus, case, tmp_path):
 
 @pytest.mark.parametrize("case", ["zero_bytes", "truncated_jpeg", "random_bytes", "text_named_jpg",
                                   "truncated_png", "broken_symlink", "bomb", "zero_width_png"])
-def test_without_validation_the_batch_error_names_the_file_and_a_new_loader_goes_on(corpus, case, tmp_path):
+def test_without_validation_the_batch_error_names_the_file_and_a_new_loader_goes_on(corpus, case, tmp_path, device):
     root, bad = folder_with(corpus, case, tmp_path)
     with pytest.raises(BadDataError) as err:
-        ld = make(root)
+        ld = make(root, device)
         for _ in range(2):
             all_ids(ld)
     assert os.path.basename(bad) in str(err.value)
-    ld = make(root, on_error="skip")  # the process is fine: build a new loader and go on
+    ld = make(root, device, on_error="skip")  # the process is fine: build a new loader and go on
     assert all_ids(ld) == [0, 0, 0]
 
 
 @pytest.mark.parametrize("case", badfiles.VALID_ODD_CASES)
-def test_valid_odd_files_are_decoded_not_rejected(corpus, case, tmp_path):
+def test_valid_odd_files_are_decoded_not_rejected(corpus, case, tmp_path, device):
     root, _ = folder_with(corpus, case, tmp_path)
     for train in (True, False):
-        ld = make(root, validate=True, train=train)
+        ld = make(root, device, validate=True, train=train)
         seen = []
         for b in ld:
             x = b[0]["data"]
