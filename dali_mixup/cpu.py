@@ -92,13 +92,19 @@ def normalize_cpu(x: torch.Tensor, mirror: torch.Tensor, norm: torch.Tensor, cha
     as (N, C, H, W) or, with ``channels_last``, (N, H, W, C). Two rounded float32 operations per
     value, as the kernel's ``dm_sub`` then ``dm_mul`` (torch's CPU sub and mul are IEEE, no
     flush-to-zero unless ``torch.set_flush_denormal(True)``)."""
-    c = x.shape[3]
-    v = x.to(torch.float32)
-    flip = mirror.to(torch.bool)
-    if bool(flip.any()):
-        v[flip] = v[flip].flip(2)
-    v.sub_(norm[:c]).mul_(norm[c:])
-    return v if channels_last else v.permute(0, 3, 1, 2).contiguous()
+    n, h, w, c = x.shape
+    out = torch.empty((n, h, w, c) if channels_last else (n, c, h, w), dtype=torch.float32)
+    if channels_last:  # a row of W*C values, C innermost: the constants repeated along the row
+        mean, inv = norm[:c].repeat(w), norm[c:].repeat(w)
+    else:  # (C, 1, 1) against a (C, H, W) sample
+        mean, inv = norm[:c].view(c, 1, 1), norm[c:].view(c, 1, 1)
+    flips = mirror.tolist()
+    for i in range(n):  # one sample at a time, so that the three passes over it stay in cache
+        src = x[i].flip(1) if flips[i] else x[i]
+        dst = out[i] if channels_last else out[i].permute(1, 2, 0)  # (H, W, C) view of the output sample
+        dst.copy_(src)  # exact widening, transposed as it is written
+        (out[i].view(h, w * c) if channels_last else out[i]).sub_(mean).mul_(inv)
+    return out
 
 
 def mix_targets_cpu(labels: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor, num_classes: int,

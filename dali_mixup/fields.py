@@ -10,6 +10,9 @@ params — a pure function of ``(batch, params)``:
 * ``SoftTarget``: class ids become ``(N, C)`` soft targets (label smoothing as timm); the parsed
   ids are handed out as well (``label_index``) for the two-loss form.
 * ``Keep``: passed through as DALI produced it.
+* ``NormalizeBlend`` (``create_loader(fused_normalize=True)``): uint8 HWC crops normalised,
+  mirrored by the flip coin of a ``MirrorFlags`` field, laid out, cast and blended in one pass;
+  a rule that reads another field names it in ``inputs``.
 
 Classification is ``{"data": Blend(...), "label": SoftTarget(...)}``; a new kind of sample adds
 rules (boxes with weights, masks pasted with the image) and a pipeline, not a new iterator.
