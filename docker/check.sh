@@ -316,7 +316,7 @@ podman volume rm -f "${project}_cache" > /dev/null 2>&1 || true
 say "CUDA guard: CUDA_EXTRA=cuda13 on a base without CUDA stops early"
 set +e
 "${BUILDAH[@]}" --build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cuda13 \
-    --target builder -f "$ROOT/Dockerfile" "$ROOT" > "$WORK/logs/build-guard.log" 2>&1
+    --target deps -f "$ROOT/Dockerfile" "$ROOT" > "$WORK/logs/build-guard.log" 2>&1
 rc=$?
 set -e
 if [ "$rc" != 0 ] && grep -q 'CUDA_EXTRA=cuda13 does not match the base image' "$WORK/logs/build-guard.log"; then

@@ -222,16 +222,18 @@ def test_base_image_is_a_pinned_arg():
         names.add(n)
 
 
-def test_stages_builder_wheel_runtime_without_build_tools():
+def test_stages_deps_wheel_runtime():
     names = [n for n, _ in stages()[1:]]
-    assert names == ["builder", "wheel", "runtime"], names
-    assert stage("wheel")[0]["value"].split()[0] == "builder"
-    runtime = final_stage()
-    runs = " ".join(i["value"] for i in runtime if i["instruction"] == "RUN")
-    for tool in ("build-essential", "gcc", "g++", "python3-dev", "python3-pip", "git ", "cmake", "python3-venv"):
-        assert tool not in runs, f"the final stage installs {tool.strip()}"
-    copies = [i["value"] for i in runtime if i["instruction"] == "COPY"]
-    assert copies == ["--from=builder /opt/venv /opt/venv", "--from=wheel /dist /opt/dist"], copies
+    assert names == ["deps", "wheel", "runtime"], names
+    assert stage("wheel")[0]["value"].split()[0] == "deps"
+    # the runtime is the deps stage plus small layers: the dependencies are one shared layer,
+    # not a copy that every rebuild checksums and that is stored twice
+    assert final_stage()[0]["value"].split()[0] == "deps"
+    runs = " ".join(i["value"] for i in stage("deps") + final_stage() if i["instruction"] == "RUN")
+    for tool in ("build-essential", "gcc", "g++", "python3-dev", "python3-pip", "git ", "cmake"):
+        assert tool not in runs, f"the image installs {tool.strip()}"
+    copies = [i["value"] for i in final_stage() if i["instruction"] == "COPY"]
+    assert copies == ["--from=wheel /dist /opt/dist"], copies
 
 
 def test_apt_installs_are_lean():
@@ -251,11 +253,11 @@ def test_debian_frontend_is_not_left_in_the_image():
 
 
 def test_dependencies_layer_comes_before_the_source():
-    builder = stage("builder")
-    kinds = [(i["instruction"], i["value"]) for i in builder]
+    deps = stage("deps")
+    kinds = [(i["instruction"], i["value"]) for i in deps]
     install_deps = next(k for k, (ins, v) in enumerate(kinds) if ins == "RUN" and "pip install -c /src/constraints.txt -r" in v)
     # only pyproject.toml and constraints.txt are in the image when the dependencies are installed,
-    # and the builder (whose venv the runtime copies) never sees the source
+    # and the deps stage (which the runtime starts from) never sees the source
     copies = [v for ins, v in kinds if ins == "COPY"]
     assert copies == ["pyproject.toml /src/pyproject.toml", "constraints.txt /src/constraints.txt"], copies
     assert max(k for k, (ins, _) in enumerate(kinds) if ins == "COPY") < install_deps
@@ -265,10 +267,9 @@ def test_dependencies_layer_comes_before_the_source():
     assert copy_source < build
     assert all("pip install" not in v for ins, v in wheel[copy_source:] if ins == "RUN"), "nothing is installed after the source"
     runtime = [(i["instruction"], i["value"]) for i in final_stage()]
-    venv = runtime.index(("COPY", "--from=builder /opt/venv /opt/venv"))
     whl = runtime.index(("COPY", "--from=wheel /dist /opt/dist"))
     install = next(k for k, (ins, v) in enumerate(runtime) if ins == "RUN" and "pip install --no-deps --no-index /opt/dist/" in v)
-    assert venv < whl < install, "a source edit must rebuild only the wheel and its small layer, not re-copy the venv"
+    assert whl < install, "a source edit rebuilds only the wheel and its small layer"
 
 
 def test_every_pip_install_uses_the_constraints():
@@ -372,9 +373,9 @@ def test_ca_bundle_secret_reaches_apt_and_pip_in_every_networked_step():
 
 
 def test_cpu_variant_needs_no_cuda_and_no_cupy():
-    """CUDA_EXTRA=cpu passes the builder's CUDA check without CUDA_VERSION, and only CUDA variants
+    """CUDA_EXTRA=cpu passes the deps stage's CUDA check without CUDA_VERSION, and only CUDA variants
     import CuPy (the runtime's import check)."""
-    guard = next(i["value"] for i in stage("builder") if i["instruction"] == "RUN" and "CUDA_VERSION" in i["value"])
+    guard = next(i["value"] for i in stage("deps") if i["instruction"] == "RUN" and "CUDA_VERSION" in i["value"])
     for extra, cuda, ok in (("cpu", "", True), ("cuda13", "13.0.1", True), ("cuda12", "12.8.1", True),
                             ("cuda13", "12.8.1", False), ("cuda13", "", False), ("cuda", "", False)):
         env = {"PATH": "/usr/bin:/bin", "CUDA_EXTRA": extra}
@@ -429,7 +430,7 @@ def test_dockerignore_matcher_follows_docker_rules():
 
 
 def test_image_extras_exist_in_pyproject_and_match_the_cuda_line():
-    builder = arg_defaults(stage("builder"))
+    builder = arg_defaults(stage("deps"))
     extras = pyproject()["project"]["optional-dependencies"]
     cuda_extra, more = builder["CUDA_EXTRA"], [e for e in builder["EXTRAS"].split(",") if e]
     for e in [cuda_extra, *more]:
@@ -442,13 +443,13 @@ def test_image_extras_exist_in_pyproject_and_match_the_cuda_line():
 
 
 def test_requirements_step_installs_exactly_the_extras(tmp_path):
-    """Run the builder's requirements command (the shell line, ARG defaults as the environment)
+    """Run the deps stage's requirements command (the shell line, ARG defaults as the environment)
     against the real pyproject.toml and compare with what `pip install .[extras]` would want."""
-    run = next(i["value"] for i in stage("builder") if i["instruction"] == "RUN" and "tomllib" in i["value"])
+    run = next(i["value"] for i in stage("deps") if i["instruction"] == "RUN" and "tomllib" in i["value"])
     command = run.split(" > /src/requirements.txt")[0]
     assert command.startswith("python3 -c "), command
     command = command.replace("/src/pyproject.toml", str(ROOT / "pyproject.toml")).replace("python3", shlex.quote(sys.executable), 1)
-    builder = arg_defaults(stage("builder"))
+    builder = arg_defaults(stage("deps"))
     env = {"CUDA_EXTRA": builder["CUDA_EXTRA"], "EXTRAS": builder["EXTRAS"], "PATH": "/usr/bin:/bin"}
     out = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, check=True).stdout.split("\n")
     project = pyproject()["project"]
@@ -463,7 +464,7 @@ def test_readme_documents_the_extras_the_image_installs():
     extras = set(pyproject()["project"]["optional-dependencies"])
     assert documented, "the README documents no `pip install \"dali-mixup[...]\"` command"
     assert documented <= extras, f"the README documents extras pyproject.toml lacks: {sorted(documented - extras)}"
-    builder = arg_defaults(stage("builder"))
+    builder = arg_defaults(stage("deps"))
     image = {builder["CUDA_EXTRA"], *[e for e in builder["EXTRAS"].split(",") if e]}
     assert image <= documented, f"the image installs extras the README does not document: {sorted(image - documented)}"
     assert {"cuda12", "cuda13"} <= documented, "both CUDA lines (the image's build argument) are documented"
@@ -547,5 +548,5 @@ def test_compose_builds_this_dockerfile_with_matching_args():
     for key in ("BASE_IMAGE", "CUDA_EXTRA", "TORCH_INDEX_URL"):
         default = re.fullmatch(r"\$\{" + key + r":-(.+)\}", build_args[key])
         assert default, f"{key}: {build_args[key]}"
-        dockerfile_default = global_args().get(key) or arg_defaults(stage("builder")).get(key)
+        dockerfile_default = global_args().get(key) or arg_defaults(stage("deps")).get(key)
         assert default.group(1) == dockerfile_default, f"compose's default {key} differs from the Dockerfile's"
