@@ -184,3 +184,22 @@ def test_bench_runs_the_fused_row_next_to_ours(root, tmp_path, capsys):
     assert all(r["status"] == "ok" and r["epochs"][0]["images"] == N for r in rows.values())
     assert rows["ours-fused"]["host_ms_per_batch"]["mix"] > 0
     assert bench.EXTRA_LABELS["ours-fused"] in out
+
+
+def test_fused_loader_resumes_mid_epoch(root):
+    """state_dict/load_state_dict: the fused pipeline (uint8 crops + mirror coin) is rebuilt from its
+    checkpoint and the next batch is the one the saved loader would have given."""
+    cfg = MixupConfig(alpha=1.0, cutmix_alpha=1.0, mode="elem")
+    kw = dict(batch_size=4, image_size=32, seed=5, num_threads=2, device="cpu", mixup=cfg, fused_normalize=True,
+              dtype="bfloat16")
+    a = create_loader(root, **kw)
+    it = iter(a)
+    next(it)
+    state = a.state_dict()
+    want = next(it)[0]
+    b = create_loader(root, **kw)
+    b.load_state_dict(state)
+    got = next(iter(b))[0]
+    for k in ("data", "label", "lam", "perm", "cutmix", "boxes", "label_index"):
+        assert torch.equal(got[k].view(torch.int16) if k == "data" else got[k],
+                           want[k].view(torch.int16) if k == "data" else want[k]), k
