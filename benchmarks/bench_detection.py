@@ -1,7 +1,7 @@
 """Images/s of the DALI detection loader with mixup against a CPU baseline, in one run.
 
 Ours: ``create_detection_loader`` (COCO reader, decode, resize to the canvas, flip with boxes,
-normalise in DALI; mixup with box weights by the core's ``DetectionMixer``; GPU when there is
+normalise in DALI; mixup with box weights by the core's ``BatchMixer``; GPU when there is
 one). Baseline: a ``torch.utils.data.DataLoader`` with one worker per core running torchvision
 v2 detection transforms (``decode_image``, ``Resize``, ``RandomHorizontalFlip`` on
 ``tv_tensors.BoundingBoxes``, ``ToDtype``, ``Normalize``) and YOLOv5-style mixup in the collate

@@ -384,7 +384,7 @@ def build_stages(args, sz: Dict[str, Any], raw: Path, hw: str) -> List[Stage]:
               read=lambda s: read_mix(s, raw), what="mix_images: host us per call, device us, every dtype"),
         Stage("bench", sz["t_bench"], [py, "-m", "dali_mixup", "bench", "--device", device, *common,
                                        "--image-size", str(sz["image_size"]),
-                                       "--peers", "ours,dali,dali-mixup,dali-torch,torchvision",
+                                       "--peers", "ours,ours-fused,dali,dali-mixup,dali-torch,torchvision",
                                        "--warmup", str(sz["bench_warmup"]), "--epochs", str(sz["bench_epochs"]),
                                        "--min-seconds", str(sz["bench_min_s"]), "--out", str(raw), "--no-progress",
                                        *dry_workers],

@@ -5,8 +5,8 @@ Importing this package imports neither CuPy, nor DALI, nor torchvision: the DALI
 """
 
 from .config import MixMode, MixupConfig, Pairing
-from .fields import BatchMixer, Blend, Keep, LabelEncoding, Rule, SoftTarget
-from .mix import mix_images, mix_targets
+from .fields import BatchMixer, Blend, Keep, LabelEncoding, MirrorFlags, NormalizeBlend, Rule, SoftTarget
+from .mix import mix_images, mix_targets, normalize_mix_images
 from .sampler import MixupParams, MixupSampler
 
 __version__ = "0.1.0"
@@ -26,15 +26,18 @@ __all__ = [
     "Blend",
     "Keep",
     "LabelEncoding",
+    "MirrorFlags",
     "MixMode",
     "MixupConfig",
     "MixupParams",
     "MixupSampler",
+    "NormalizeBlend",
     "Pairing",
     "Rule",
     "SoftTarget",
     "mix_images",
     "mix_targets",
+    "normalize_mix_images",
     *_LAZY,
 ]
 

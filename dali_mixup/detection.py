@@ -41,11 +41,11 @@ import torch
 from .checks import (IMAGE_LAYOUTS, check_bool, check_choice, check_int, check_layout, check_real, check_rgb,
                      check_seed, warn_user)
 from .config import MixupConfig
-from .fields import BatchMixer, Blend, Keep, Rule
+from .fields import Blend, Keep, Rule
 from .sampler import MixupParams
 
 __all__ = [
-    "BadAnnotationError", "BoxesWithWeights", "CocoSource", "Consumed", "DetectionMixer", "Fit", "MaskPaste",
+    "BadAnnotationError", "BoxesWithWeights", "CocoSource", "Consumed", "Fit", "MaskPaste",
     "MIN_BOX_SIDE", "create_detection_loader", "denormalize_boxes", "detection_fields", "detection_pipeline",
     "load_coco", "normalize_boxes", "to_torchvision", "xywh_to_xyxy", "xyxy_to_xywh", "yolov5_preset",
 ]
@@ -421,13 +421,13 @@ def detection_pipeline(source: CocoSource, *, checkpoint=None, **kwargs):
 # -- the mix rules -----------------------------------------------------------------------------
 class JointRule(Rule):
     """A rule whose output also depends on other fields of the batch (``inputs``): applied by
-    ``DetectionMixer`` with ``apply_joint(name, {field: prepared value}, params)``. The fields it
+    ``BatchMixer`` with ``apply_joint(name, {field: prepared value}, params)``. The fields it
     reads are given the rule ``Consumed`` (they produce no output of their own)."""
 
     inputs: Tuple[str, ...] = ()
 
     def apply(self, name, value, params):
-        raise TypeError(f"field {name!r}: {type(self).__name__} reads other fields; mix with DetectionMixer")
+        raise TypeError(f"field {name!r}: {type(self).__name__} reads other fields; mix with BatchMixer")
 
     def apply_joint(self, name: str, values: Mapping[str, torch.Tensor], params: MixupParams) -> Dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -621,27 +621,6 @@ class MaskPaste(Rule):
         return hot
 
 
-class DetectionMixer(BatchMixer):
-    """``BatchMixer`` that also applies ``JointRule`` fields (which read other fields of the
-    batch): the others as the core does, then each joint rule with the same params."""
-
-    def __init__(self, fields: Mapping[str, Rule]):
-        super().__init__(fields)
-        self._joint = {n: r for n, r in self.fields.items() if isinstance(r, JointRule)}
-        for n, r in self._joint.items():
-            missing = [k for k in r.inputs if k not in self.fields]
-            if missing:
-                raise ValueError(f"field {n!r} reads {missing}, which are not fields of the batch")
-        self._plain = BatchMixer({n: r for n, r in self.fields.items() if n not in self._joint})
-
-    def __call__(self, batch, params, with_cutmix=None):
-        out = self._plain(batch, params, with_cutmix)
-        for name, rule in self._joint.items():
-            values = {k: rule.prepare(k, batch[k]) for k in (name, *rule.inputs)}
-            out.update(rule.apply_joint(name, values, params))
-        return out
-
-
 def detection_fields(*, masks: bool = False, ignore_index: int = 255, num_classes: Optional[int] = None,
                      soft_masks: bool = False, min_visible: float = 0.2, box_weights: bool = True,
                      layout: str = "NCHW", dtype: Optional[torch.dtype] = None) -> Dict[str, Rule]:
@@ -776,7 +755,7 @@ def create_detection_loader(
     from .iterator import DALIMixupIterator
 
     it = DALIMixupIterator(
-        make_pipeline(), mixer=DetectionMixer, reader_name=READER_NAME, auto_reset=auto_reset, last_batch_policy=policy,
+        make_pipeline(), reader_name=READER_NAME, auto_reset=auto_reset, last_batch_policy=policy,
         dynamic_shape=True, mixup=mixup, seed=seed, pipeline_factory=make_pipeline, source=source, fields=fields,
     )
     it.num_classes = source.num_classes

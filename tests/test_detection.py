@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dali_mixup import MixupConfig, MixupParams, mix_images
+from dali_mixup import BatchMixer, MixupConfig, MixupParams, mix_images
 from dali_mixup.detection import (BadAnnotationError, BoxesWithWeights, MaskPaste, create_detection_loader,
-                                  denormalize_boxes, detection_fields, DetectionMixer, load_coco, normalize_boxes,
+                                  denormalize_boxes, detection_fields, load_coco, normalize_boxes,
                                   to_torchvision, xywh_to_xyxy, xyxy_to_xywh, yolov5_preset)
 
 SIZES = [(32, 48), (48, 32), (40, 40), (36, 60), (56, 44), (32, 32), (44, 52), (60, 36), (40, 56), (48, 48),
@@ -257,21 +257,21 @@ def _batch():
 
 
 def test_mixup_concatenates_with_weights():
-    mixer = DetectionMixer(detection_fields())
+    mixer = BatchMixer(detection_fields())
     out = mixer(_batch(), MixupParams([0.7, 1.0, 0.25], [1, 0, 0]))
     assert out["box_counts"].tolist() == [3, 1, 2]
     assert out["labels"].tolist() == [[1, 2, 3], [3, -1, -1], [1, 2, -1]]
     assert torch.allclose(out["box_weights"], torch.tensor([[0.7, 0.7, 0.3], [1, 0, 0], [0.75, 0.75, 0]]))
     assert out["box_source"].tolist() == [[0, 0, 1], [1, -1, -1], [0, 0, -1]]
     assert torch.equal(out["bboxes"][0, 2], torch.tensor([5.0, 5, 15, 15]))  # never scaled by λ
-    yolo = DetectionMixer(detection_fields(box_weights=yolov5_preset()["box_weights"]))
+    yolo = BatchMixer(detection_fields(box_weights=yolov5_preset()["box_weights"]))
     out = yolo(_batch(), MixupParams([0.7, 1.0, 0.25], [1, 0, 0]))
     assert out["box_weights"].tolist()[0] == [1, 1, 1]
     assert yolov5_preset()["mixup"].alpha == yolov5_preset()["mixup"].beta == 32
 
 
 def test_cutmix_clips_and_drops():
-    mixer = DetectionMixer(detection_fields(min_visible=0.5))
+    mixer = BatchMixer(detection_fields(min_visible=0.5))
     # sample 0 takes rows [0, 40) x columns [0, 8) from sample 1: own box [0,0,10,10] keeps
     # columns 8..10 (20% visible: dropped); sample 1's box [5,5,15,15] clipped to [5,5,8,15]
     # (30% of it: dropped at 0.5, kept at 0.2)
@@ -279,7 +279,7 @@ def test_cutmix_clips_and_drops():
                          cutmix=[True, False, False], image_size=(40, 40))
     out = mixer(_batch(), params)
     assert out["box_counts"][0] == 1 and out["bboxes"][0, 0].tolist() == [20, 20, 30, 30]
-    out = DetectionMixer(detection_fields(min_visible=0.2))(_batch(), params)
+    out = BatchMixer(detection_fields(min_visible=0.2))(_batch(), params)
     assert out["box_counts"][0] == 3
     assert out["bboxes"][0, :3].tolist() == [[8, 0, 10, 10], [20, 20, 30, 30], [5, 5, 8, 15]]
     assert out["box_weights"][0, :3].tolist() == [1, 1, 1]
@@ -309,7 +309,7 @@ def test_mask_paste_is_the_image_paste_and_keeps_ignore_index():
 
 
 def test_to_torchvision_and_converters():
-    out = DetectionMixer(detection_fields())(_batch(), MixupParams([0.7, 1.0, 0.25], [1, 0, 0]))
+    out = BatchMixer(detection_fields())(_batch(), MixupParams([0.7, 1.0, 0.25], [1, 0, 0]))
     images, targets = to_torchvision(out)
     assert len(images) == 3 and images[0].shape == (3, 40, 40)
     assert [t["boxes"].shape[0] for t in targets] == [3, 1, 2] and targets[0]["labels"].dtype == torch.int64

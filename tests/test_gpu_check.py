@@ -103,7 +103,7 @@ def test_dry_run_end_to_end(tmp_path):
     mix = next(v for k, v in stages["mix"]["results"].items() if k.startswith("mix-calls-"))
     assert len(mix["rows"]) == 2 * 5 * 2 and mix["metadata"]["git"]["commit"]
     bench = next(v for k, v in stages["bench"]["results"].items() if k.startswith("bench-"))
-    assert {r["name"] for r in bench["rows"]} == {"ours", "dali", "dali-mixup", "dali-torch", "torchvision"}
+    assert {r["name"] for r in bench["rows"]} == {"ours", "ours-fused", "dali", "dali-mixup", "dali-torch", "torchvision"}
     assert all(r["status"] == "ok" for r in bench["rows"]), bench["rows"]
     assert bench["metadata"]["git"]["commit"] and bench["metadata"]["git"]["source_digest"]
     train = next(v for k, v in stages["train"]["results"].items() if k.startswith("train-step-"))
