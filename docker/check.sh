@@ -84,6 +84,18 @@ fi
 CPU_ARGS=(--build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cpu --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL")
 
 # ---------------------------------------------------------------------------------------------
+# The image and the tests come from one snapshot of the working tree (tracked and untracked files,
+# not the ignored ones; modification times kept, so the layer cache still applies): edits made
+# while the check runs cannot pair a new test with an older package.
+say "snapshot of the working tree ($WORK/context)"
+CTX=$WORK/context
+rm -rf "$CTX"; mkdir -p "$CTX"
+git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+    | (cd "$ROOT" && xargs -0 cp -a --parents -t "$CTX" 2>/dev/null || true)
+git -C "$ROOT" log -1 --format='commit %h %s' | cut -c1-100
+git -C "$ROOT" status --short | head -20
+
+# ---------------------------------------------------------------------------------------------
 say "base image $BASE (debootstrap bookworm, minbase)"
 if [ "$COLD" = 1 ] && podman image exists "$BASE"; then podman rmi -f "$BASE" >/dev/null; fi
 if podman image exists "$BASE"; then
@@ -108,7 +120,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 say "build $IMAGE (CPU variant; log: $WORK/logs/build.log)"
 t=$(now)
-if "${BUILDAH[@]}" "${CPU_ARGS[@]}" -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" > "$WORK/logs/build.log" 2>&1; then
+if "${BUILDAH[@]}" "${CPU_ARGS[@]}" -f "$CTX/Dockerfile" -t "$IMAGE" "$CTX" > "$WORK/logs/build.log" 2>&1; then
     cached=$(grep -c 'Using cache' "$WORK/logs/build.log" || true)
     record "build, CPU variant ($cached steps from the cache)" "$(since "$t")"
 else
@@ -217,7 +229,7 @@ fi
 say "test image $TEST_IMAGE (the image + the dev extra + g++) and the CPU test tier"
 t=$(now)
 if "${BUILDAH[@]}" --build-arg IMAGE="$IMAGE" \
-        -f "$ROOT/docker/test.Dockerfile" -t "$TEST_IMAGE" "$ROOT" > "$WORK/logs/build-test.log" 2>&1; then
+        -f "$CTX/docker/test.Dockerfile" -t "$TEST_IMAGE" "$CTX" > "$WORK/logs/build-test.log" 2>&1; then
     record "build, test image" "$(since "$t")"
 else
     tail -30 "$WORK/logs/build-test.log"; fail "build, test image"
@@ -228,7 +240,7 @@ if podman image exists "$TEST_IMAGE"; then
     # The repository read-only at /src, its dali_mixup/ hidden: the tests import the installed wheel.
     # shellcheck disable=SC2086
     if podman run --rm --network none --shm-size=1g --user "$RUN_UID:$RUN_UID" \
-            -v "$ROOT:/src:ro" --tmpfs /src/dali_mixup -v "$WORK/data:/data:ro" -v "$WORK/test-results:/results" \
+            -v "$CTX:/src:ro" --tmpfs /src/dali_mixup -v "$WORK/data:/data:ro" -v "$WORK/test-results:/results" \
             -w /results --entrypoint sh "$TEST_IMAGE" -c '
                 python3 -c "import dali_mixup; print(\"testing\", dali_mixup.__file__)"
                 exec pytest -p no:cacheprovider -c /src/pyproject.toml --rootdir /src /src/tests -m "not gpu" -q \
@@ -247,8 +259,7 @@ fi
 say "a one-line source edit, rebuilt"
 ctx=$WORK/edit-context
 rm -rf "$ctx"; mkdir -p "$ctx"
-git -C "$ROOT" ls-files -z --cached --others --exclude-standard | (cd "$ROOT" && xargs -0 cp -a --parents -t "$ctx" 2>/dev/null || true)
-cp "$ROOT/.dockerignore" "$ctx/"
+cp -a "$CTX/." "$ctx/"
 marker="docker-check edit $(date +%s)"
 echo "# $marker" >> "$ctx/dali_mixup/__init__.py"
 t=$(now)
@@ -270,7 +281,7 @@ export DATA_DIR=$WORK/data RESULTS_DIR=$WORK/compose-results CUDA_EXTRA=cpu HOST
 project=dali-mixup-check
 # --no-deps: podman-compose 1.0.3's `run` otherwise starts every service of the file first;
 # -T: no terminal here.
-compose=(podman-compose -p "$project" -f "$ROOT/docker/compose.yaml")
+compose=(podman-compose -p "$project" -f "$CTX/docker/compose.yaml")
 crun=("${compose[@]}" run --no-deps -T --rm)
 t=$(now)
 if "${crun[@]}" bench doctor > "$WORK/logs/compose-doctor.log" 2>&1; then
@@ -316,7 +327,7 @@ podman volume rm -f "${project}_cache" > /dev/null 2>&1 || true
 say "CUDA guard: CUDA_EXTRA=cuda13 on a base without CUDA stops early"
 set +e
 "${BUILDAH[@]}" --build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cuda13 \
-    --target deps -f "$ROOT/Dockerfile" "$ROOT" > "$WORK/logs/build-guard.log" 2>&1
+    --target deps -f "$CTX/Dockerfile" "$CTX" > "$WORK/logs/build-guard.log" 2>&1
 rc=$?
 set -e
 if [ "$rc" != 0 ] && grep -q 'CUDA_EXTRA=cuda13 does not match the base image' "$WORK/logs/build-guard.log"; then
