@@ -65,7 +65,7 @@ from .checks import (check_bool, check_choice, check_int, check_num_classes, che
 from .config import MixupConfig
 from .fields import Blend, Rule, SoftTarget
 from .iterator import DALIMixupIterator
-from .sources import Source, SourceKind
+from .sources import Source, SourceKind, folder_source
 from .spec import LastBatch, _policy, distributed_defaults, resolve_device, resolve_shards
 from .validate import (BadDataError, BadFilesWarning, OnError, Problem, ProblemKind, ValidationError, _describe,
                        _text_reason)
@@ -329,28 +329,6 @@ class MultiHotTarget(Rule):
 # --- sources -------------------------------------------------------------------------------
 
 
-def _audio_folder(root: str) -> Source:
-    if not os.path.isdir(root):
-        what = "is not a directory" if os.path.exists(root) else "does not exist"
-        raise ValueError(f"root: {root!r} {what}")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
-    if not classes:
-        raise ValueError(f"root: {root!r} has no class folders (expected root/<class>/<clip>)")
-    files, labels = [], []
-    for index, name in enumerate(classes):
-        for dirpath, _, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
-            for fname in sorted(names):
-                if fname.lower().endswith(AUDIO_EXTENSIONS):
-                    files.append(os.path.join(dirpath, fname))
-                    labels.append(index)
-    if not files:
-        raise ValueError(f"root: {root!r} has class folders but no audio files with extensions {AUDIO_EXTENSIONS}")
-    empty = [c for i, c in enumerate(classes) if i not in set(labels)]
-    if empty:
-        warn_user(f"root: {root!r}: class folder(s) with no audio files: {empty}; they keep their class index")
-    return Source(SourceKind.FOLDER, tuple(files), tuple(labels), tuple(classes))
-
-
 def _audio_file_list(path: str) -> Tuple[Source, Tuple[Tuple[int, ...], ...]]:
     """``<path> <label>`` or ``<path> <l1>,<l2>,...`` lines; relative paths are relative to the list."""
     if not os.path.isfile(path):
@@ -398,7 +376,7 @@ def resolve_audio_source(root=None, file_list=None, *, multi_label: bool = False
         if multi_label:
             raise ValueError("multi_label needs a file_list ('<path> <l1>,<l2>' lines); class folders give one "
                              "label per clip")
-        return _audio_folder(os.fspath(root)), None
+        return folder_source(os.fspath(root), extensions=AUDIO_EXTENSIONS), None
     source, sets = _audio_file_list(os.fspath(file_list))
     if multi_label:
         return dataclasses.replace(source, labels=tuple(range(len(source.files)))), sets

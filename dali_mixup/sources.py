@@ -60,8 +60,8 @@ class Source:
         return len(self.files)
 
 
-def _walk_class(root: str, top: str, seen: set) -> Tuple[list, list]:
-    """Image files under the class folder ``top``, following symbolic links but visiting each
+def _walk_class(root: str, top: str, seen: set, extensions: Tuple[str, ...]) -> Tuple[list, list]:
+    """Files with ``extensions`` under the class folder ``top``, following symbolic links but visiting each
     real directory once per data set (a loop such as ``self -> .`` or ``up -> ..`` would
     otherwise serve the same images many times, or another class's images under this label).
     Returns ``(files, skipped links)``; an unreadable folder is an error."""
@@ -85,13 +85,16 @@ def _walk_class(root: str, top: str, seen: set) -> Tuple[list, list]:
         for e in entries:
             if e.is_dir():  # follows links
                 subdirs.append(e.path)
-            elif e.name.lower().endswith(IMG_EXTENSIONS):
+            elif e.name.lower().endswith(extensions):
                 files.append(e.path)
         stack.extend(reversed(subdirs))
     return files, loops
 
 
-def _folder(root: str, given: Optional[Sequence[str]] = None) -> Source:
+def folder_source(root: str, given: Optional[Sequence[str]] = None,
+                  extensions: Tuple[str, ...] = IMG_EXTENSIONS) -> Source:
+    """An ImageFolder-style ``root/<class>/<file>`` (any sample kind: ``extensions`` picks the
+    files), classes sorted by name or numbered as ``given``; each real folder read once."""
     if not os.path.isdir(root):
         raise ValueError(f"root: {root!r} is not a directory" if os.path.exists(root) else f"root: {root!r} does not exist")
     if not os.access(root, os.R_OK | os.X_OK):
@@ -115,7 +118,7 @@ def _folder(root: str, given: Optional[Sequence[str]] = None) -> Source:
     seen = {os.path.realpath(root)}  # a link back to the root is a loop too
     for name in present:
         index = index_of[name]
-        found, skipped = _walk_class(root, os.path.join(root, name), seen)
+        found, skipped = _walk_class(root, os.path.join(root, name), seen, extensions)
         files += sorted(found)
         labels += [index] * len(found)
         loops += skipped
@@ -125,11 +128,12 @@ def _folder(root: str, given: Optional[Sequence[str]] = None) -> Source:
             f"(each real folder is read once): {loops[:10]}"
         )
     if not files:
-        raise ValueError(f"root: {root!r} has class folders but no images with extensions {IMG_EXTENSIONS}")
+        raise ValueError(f"root: {root!r} has class folders but no files with extensions {extensions}")
     empty = [name for name in present if index_of[name] not in set(labels)]
     if empty:
         warn_user(
-            f"root: {root!r}: class folder(s) with no images: {empty}; they keep their class index "
+            f"root: {root!r}: class folder(s) with no {'images' if extensions == IMG_EXTENSIONS else 'files'}: "
+            f"{empty}; they keep their class index "
             "(as torchvision and DALI number them) and never occur as a label"
         )
     return Source(SourceKind.FOLDER, tuple(files), tuple(labels), tuple(classes))
@@ -293,7 +297,7 @@ def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike
     if classes is not None and root is None:
         raise ValueError("classes: only for root (a file list and shards carry class indices)")
     if root is not None:
-        return _folder(os.fspath(root), classes)
+        return folder_source(os.fspath(root), classes)
     if file_list is not None:
         return _file_list(os.fspath(file_list), allow_repeats=allow_repeats)
     paths = _shard_paths(shards)

@@ -32,7 +32,7 @@ import torch
 from .checks import check_bool, check_int, check_seed
 from .config import MixupConfig
 from .fields import Blend, SoftTarget
-from .sources import Source, SourceKind
+from .sources import Source, SourceKind, folder_source
 
 __all__ = ["BadVolumeError", "VolumeLabel", "create_volume_loader", "scan_volumes", "volume_pipeline",
            "volume_source"]
@@ -127,15 +127,7 @@ def volume_source(root=None, file_list=None, files: Optional[Sequence[Tuple[str,
     if len(given) != 1:
         raise ValueError(f"give exactly one of root, file_list, files; got {given or 'none'}")
     if root is not None:
-        root = os.fspath(root)
-        if not os.path.isdir(root):
-            raise ValueError(f"root: {root!r} is not a directory")
-        classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-        pairs = [(os.path.join(root, c, f), k) for k, c in enumerate(classes)
-                 for f in sorted(os.listdir(os.path.join(root, c))) if f.endswith(".npy")]
-        if not pairs:
-            raise ValueError(f"root: {root!r} has no root/<class>/<name>.npy files")
-        return Source(SourceKind.FOLDER, tuple(p for p, _ in pairs), tuple(k for _, k in pairs), tuple(classes))
+        return folder_source(os.fspath(root), extensions=(".npy",))
     if file_list is not None:
         file_list = os.fspath(file_list)
         base = os.path.dirname(os.path.abspath(file_list))

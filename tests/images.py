@@ -45,3 +45,16 @@ def unique_class_set(root, n=23, odd=True):
             ext = "png"
         write_image(os.path.join(root, f"c{i:03d}", f"img{i}.{ext}"), h, w, seed=i, mode=mode)
     return root
+
+
+def write_tar(path, members):
+    """A tar (a WebDataset shard) of ``(name, bytes)`` members at ``path``; returns its path."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return str(path)

@@ -1,15 +1,13 @@
 """What a data source resolves to: every real file once, with its label; bad layouts, lists and
 shards named in the error."""
 
-import io
 import os
-import tarfile
 import warnings
 
 import pytest
 
 from dali_mixup.sources import resolve_source
-from images import write_image
+from images import write_image, write_tar
 
 
 def folder(tmp_path, per_class=2, classes=("a", "b")):
@@ -62,7 +60,7 @@ def test_an_unreadable_class_folder_is_an_error_as_root_too(tmp_path, monkeypatc
 
 
 def test_file_list_repeats_warn_and_conflicting_labels_fail(tmp_path):
-    root = folder(tmp_path)
+    folder(tmp_path)
     fl = tmp_path / "list.txt"
     fl.write_text("root/a/0.jpg 0\nroot/a/0.jpg 0\nroot/a/0.jpg 0\nroot/b/1.jpg 1\n")
     with pytest.warns(UserWarning, match=r"lines 1 and 2"):
@@ -95,13 +93,8 @@ def test_an_image_given_as_a_file_list_says_so(tmp_path):
 
 
 def _shard(path, n=3):
-    with tarfile.open(path, "w") as tf:
-        for i in range(n):
-            for ext, data in (("jpg", b"\xff\xd8" + bytes(600)), ("cls", str(i).encode())):
-                info = tarfile.TarInfo(f"{i:04d}.{ext}")
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data))
-    return path
+    return write_tar(path, [(f"{i:04d}.{ext}", data) for i in range(n)
+                            for ext, data in (("jpg", b"\xff\xd8" + bytes(600)), ("cls", str(i).encode()))])
 
 
 @pytest.mark.parametrize("num_classes", [None, 3])
@@ -113,24 +106,15 @@ def test_a_truncated_shard_is_named(tmp_path, num_classes):
         resolve_source(shards=p, num_classes=num_classes)
 
 
-def _members(path, members):
-    with tarfile.open(path, "w") as tf:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
 def test_a_shard_label_outside_num_classes_names_shard_and_sample(tmp_path):
     jpg = b"\xff\xd8" + bytes(600)
-    good = _members(tmp_path / "a.tar", [("x/0.jpg", jpg), ("x/0.cls", b"1")])
-    bad = _members(tmp_path / "b.tar", [("y/0.jpg", jpg), ("y/0.cls", b"2"), ("y/1.jpg", jpg), ("y/1.cls", b"7")])
+    good = write_tar(tmp_path / "a.tar", [("x/0.jpg", jpg), ("x/0.cls", b"1")])
+    bad = write_tar(tmp_path / "b.tar", [("y/0.jpg", jpg), ("y/0.cls", b"2"), ("y/1.jpg", jpg), ("y/1.cls", b"7")])
     with pytest.raises(ValueError, match=r"b.tar: member 'y/1.cls' has label 7, outside \[0, num_classes=3\)"):
         resolve_source(shards=[good, bad], num_classes=3)
     assert resolve_source(shards=[good, bad]).num_classes == 8  # counted, not checked, without num_classes
     assert resolve_source(shards=[good, bad], num_classes=8).num_classes == 8
-    text = _members(tmp_path / "c.tar", [("z/0.jpg", jpg), ("z/0.cls", b"cat")])
+    text = write_tar(tmp_path / "c.tar", [("z/0.jpg", jpg), ("z/0.cls", b"cat")])
     with pytest.raises(ValueError, match=r"c.tar: member 'z/0.cls' is not an ASCII integer"):
         resolve_source(shards=text, num_classes=3)
 
@@ -148,3 +132,19 @@ def test_warnings_point_at_the_users_line(tmp_path):
     kinds = {type(w.message) for w in record}
     assert BadFilesWarning in kinds and UserWarning in kinds
     assert all(w.filename == __file__ for w in record), [(w.filename, w.lineno) for w in record]
+
+
+def test_every_sample_kind_reads_folders_the_same_way(tmp_path):
+    """Audio and volume folders go through the same walk: a loop is read once there too."""
+    from dali_mixup.sources import folder_source
+
+    root = tmp_path / "clips"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        (root / c / "x.wav").write_bytes(b"RIFF")
+    os.symlink(".", root / "a" / "self")
+    with pytest.warns(UserWarning, match="symbolic link"):
+        src = folder_source(str(root), extensions=(".wav",))
+    assert [os.path.basename(f) for f in src.files] == ["x.wav", "x.wav"] and src.labels == (0, 1)
+    with pytest.raises(ValueError, match=r"no files with extensions \('.npy',\)"):
+        folder_source(str(root), extensions=(".npy",))

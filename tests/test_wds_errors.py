@@ -2,22 +2,11 @@
 (``tests/test_sources.py``), a label outside ``num_classes`` up front, and a member DALI cannot
 decode ("nvImageCodec failure: '#4'") named by the iterator's diagnosis as ``shard:key.ext``."""
 
-import io
-import tarfile
 
 import pytest
 
 from dali_mixup.validate import BadDataError, ProblemKind, diagnose_shards, scan_shards
-from images import write_image
-
-
-def _shard(path, members):
-    with tarfile.open(path, "w") as tf:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return str(path)
+from images import write_image, write_tar
 
 
 @pytest.fixture
@@ -28,8 +17,8 @@ def jpeg(tmp_path):
 
 @pytest.fixture
 def shards(tmp_path, jpeg):
-    good = _shard(tmp_path / "good.tar", [(f"g{i}.{e}", d) for i in range(4) for e, d in (("jpg", jpeg), ("cls", b"1"))])
-    bad = _shard(tmp_path / "bad.tar", [
+    good = write_tar(tmp_path / "good.tar", [(f"g{i}.{e}", d) for i in range(4) for e, d in (("jpg", jpeg), ("cls", b"1"))])
+    bad = write_tar(tmp_path / "bad.tar", [
         ("s0.jpg", jpeg), ("s0.cls", b"0"),
         ("s1.jpg", b"hello, this is text"), ("s1.cls", b"1"),
         ("s2.jpg", jpeg), ("s2.cls", b"2"),
