@@ -67,7 +67,7 @@ from .fields import Blend, Rule, SoftTarget
 from .iterator import DALIMixupIterator
 from .sources import Source, SourceKind, folder_source
 from .spec import LastBatch, _policy, distributed_defaults, resolve_device, resolve_shards
-from .validate import (BadDataError, BadFilesWarning, OnError, Problem, ProblemKind, ValidationError, _describe,
+from .validate import (BadDataError, bad_data_error, BadFilesWarning, OnError, Problem, ProblemKind, ValidationError, _describe,
                        _text_reason)
 
 __all__ = [
@@ -560,16 +560,11 @@ def diagnose_audio_error(error: BaseException, files: Sequence[str]) -> BadDataE
     text = str(error)
     named = [f for f in files if f in text]
     problems = scan_audio_files(files)
-    lines = [str(p) for p in problems[:20]]
-    lines += [f"{f}: DALI could not decode it" for f in named if f not in {p.path for p in problems}][:20]
+    found = [str(p) for p in problems]
+    found += [f"{f}: DALI could not decode it" for f in named if f not in {p.path for p in problems}]
     reason = next((ln.strip() for ln in reversed(text.splitlines()) if re.search(r"rror|ailed", ln)),
                   text.strip().splitlines()[0] if text.strip() else type(error).__name__)
-    if lines:
-        return BadDataError(f"DALI could not read a batch ({reason[:300]}). Bad audio files:\n  " + "\n  ".join(lines)
-                            + "\nFix or remove them, or build the loader with on_error='skip'. This iterator is no "
-                              "longer usable; build a new one.")
-    return BadDataError(f"DALI could not read a batch: {reason[:300]}. The audio header scan finds no bad file. "
-                        "This iterator is no longer usable; build a new one.")
+    return bad_data_error(reason[:300], found, "Bad audio files", "The audio header scan finds no bad file.")
 
 
 # --- pipeline ------------------------------------------------------------------------------

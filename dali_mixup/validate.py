@@ -625,23 +625,26 @@ class BadDataError(RuntimeError):
     The iterator that raised it is dead: every later ``next()`` raises it again."""
 
 
+def bad_data_error(cause: str, findings: Sequence[str], found_what: str, none_found: str,
+                   skip_hint: bool = True) -> BadDataError:
+    """The one message of every ``BadDataError``: DALI's ``cause``, then what a scan found
+    (``findings``, 20 at most, under the heading ``found_what``) or, when it found nothing,
+    ``none_found``; and that the iterator is dead."""
+    dead = "This iterator is no longer usable; build a new one."
+    if findings:
+        listed = "\n  ".join(findings[:20])
+        more = f"\n  ... and {len(findings) - 20} more" if len(findings) > 20 else ""
+        hint = "Fix or remove them, or build the loader with on_error='skip'." if skip_hint else "Fix or remove them."
+        return BadDataError(f"DALI could not read a batch ({cause}). {found_what}:\n  {listed}{more}\n{hint} {dead}")
+    return BadDataError(f"DALI could not read a batch: {cause}. {none_found} {dead}")
+
+
 def diagnose_read_error(error: BaseException, files: Sequence[str]) -> BadDataError:
     """A ``BadDataError`` for DALI's read/decode ``error`` (which does not always name the file:
     "nvImageCodec failure: '#4'"), naming the bad files a header scan of ``files`` finds."""
-    problems = scan_files(files)
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if problems:
-        listed = "\n  ".join(str(p) for p in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        return BadDataError(
-            f"DALI could not read a batch ({first}). Bad files in the dataset:\n  {listed}{more}\n"
-            "Fix or remove them, or build the loader with on_error='skip'. This iterator is no "
-            "longer usable; build a new one."
-        )
-    return BadDataError(
-        f"DALI could not read a batch: {first}. The header scan finds no bad file, so the damage is "
-        "inside an image's data. This iterator is no longer usable; build a new one."
-    )
+    cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return bad_data_error(cause, [str(p) for p in scan_files(files)], "Bad files in the dataset",
+                          "The header scan finds no bad file, so the damage is inside an image's data.")
 
 
 def _member_key(name: str) -> "tuple[str, str]":
@@ -706,19 +709,10 @@ def scan_shards(shards: Sequence[str], *, image_ext: Sequence[str] = ("jpg", "jp
 def diagnose_shards(error: BaseException, shards: Sequence[str], num_classes: Optional[int] = None) -> BadDataError:
     """``diagnose_read_error`` for WebDataset shards: a ``BadDataError`` naming each bad member
     as ``shard:key.ext`` (DALI's "nvImageCodec failure: '#4'" names neither)."""
-    problems = scan_shards(shards, num_classes=num_classes)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    first = lines[0] if lines else type(error).__name__
+    cause = lines[0] if lines else type(error).__name__
     if "encountered:" in lines[:-1]:  # DALI: "Critical error in pipeline: ... encountered: <the cause>"
-        first = lines[lines.index("encountered:") + 1]
-    if problems:
-        listed = "\n  ".join(str(p) for p in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        return BadDataError(
-            f"DALI could not read a batch ({first}). Bad members in the shards:\n  {listed}{more}\n"
-            "Fix or remove them. This iterator is no longer usable; build a new one."
-        )
-    return BadDataError(
-        f"DALI could not read a batch: {first}. The scan of {len(shards)} shard(s) finds no bad member, so the "
-        "damage is inside an image's data. This iterator is no longer usable; build a new one."
-    )
+        cause = lines[lines.index("encountered:") + 1]
+    return bad_data_error(cause, [str(p) for p in scan_shards(shards, num_classes=num_classes)],
+                          "Bad members in the shards", f"The scan of {len(shards)} shard(s) finds no bad member, "
+                          "so the damage is inside an image's data.", skip_hint=False)
