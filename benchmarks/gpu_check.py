@@ -248,13 +248,22 @@ def read_tests(stage: Stage, raw: Path) -> None:
         stage.summary.append(f"skip reason ({reasons[top]}x): {top}")
 
 
-def read_kernel(stage: Stage, raw: Path) -> None:
-    files = sorted(raw.glob("kernel-bandwidth-*.json"))
+def _first_result(stage: Stage, raw: Path, pattern: str, missing: str = "no results file") -> Optional[Dict[str, Any]]:
+    """The stage's first results file matching ``pattern``, loaded and kept in ``stage.results``;
+    ``None`` (and ``missing`` in its summary) when there is none."""
+    files = sorted(raw.glob(pattern))
     if not files:
-        stage.summary.append("no GPU: nothing measured" if stage.status == "ok" else "no results file")
+        stage.summary.append(missing)
+        return None
+    stage.results[files[0].name] = _load(files[0])
+    return stage.results[files[0].name]
+
+
+def read_kernel(stage: Stage, raw: Path) -> None:
+    d = _first_result(stage, raw, "kernel-bandwidth-*.json",
+                      missing="no GPU: nothing measured" if stage.status == "ok" else "no results file")
+    if d is None:
         return
-    d = _load(files[0])
-    stage.results[files[0].name] = d
     big = max(r["batch"] for r in d["rows"])
     for r in d["rows"]:
         if r["batch"] == big:
@@ -263,12 +272,9 @@ def read_kernel(stage: Stage, raw: Path) -> None:
 
 
 def read_mix(stage: Stage, raw: Path) -> None:
-    files = sorted(raw.glob("mix-calls-*.json"))
-    if not files:
-        stage.summary.append("no results file")
+    d = _first_result(stage, raw, "mix-calls-*.json")
+    if d is None:
         return
-    d = _load(files[0])
-    stage.results[files[0].name] = d
     for r in d["rows"]:
         if r["layout"] != "NCHW" or r["dtype"] not in ("float32", "uint8", "float32->bfloat16"):
             continue
@@ -280,12 +286,9 @@ def read_mix(stage: Stage, raw: Path) -> None:
 
 
 def read_bench(stage: Stage, raw: Path) -> None:
-    files = sorted(raw.glob("bench-*.json"))
-    if not files:
-        stage.summary.append("no results file")
+    d = _first_result(stage, raw, "bench-*.json")
+    if d is None:
         return
-    d = _load(files[0])
-    stage.results[files[0].name] = d
     for r in d["rows"]:
         if r["status"] != "ok":
             stage.summary.append(f"{r['name']:<12} {r['status']}: {r['note'][:60]}")
@@ -303,12 +306,9 @@ def read_bench(stage: Stage, raw: Path) -> None:
 
 
 def read_train(stage: Stage, raw: Path) -> None:
-    files = sorted(raw.glob("train-step-*.json"))
-    if not files:
-        stage.summary.append("no results file")
+    d = _first_result(stage, raw, "train-step-*.json")
+    if d is None:
         return
-    d = _load(files[0])
-    stage.results[files[0].name] = d
     for m in d["models"]:
         cells = []
         for name, row in m["feeds"].items():
