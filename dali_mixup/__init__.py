@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "DALIMixupIterator": "iterator",
     "LastBatchPolicy": "iterator",
+    "build_loader": "loader",
     "create_loader": "loader",
     "LoaderSpec": "spec",
     "BadDataError": "validate",

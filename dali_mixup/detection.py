@@ -41,11 +41,11 @@ import torch
 from .checks import (IMAGE_LAYOUTS, check_bool, check_choice, check_int, check_layout, check_real, check_rgb,
                      check_seed, warn_user)
 from .config import MixupConfig
-from .fields import Blend, Keep, Rule
+from .fields import Blend, Consumed, JointRule, Keep, Rule
 from .sampler import MixupParams
 
 __all__ = [
-    "BadAnnotationError", "BoxesWithWeights", "CocoSource", "Consumed", "Fit", "MaskPaste",
+    "BadAnnotationError", "BoxesWithWeights", "CocoSource", "Fit", "MaskPaste",
     "MIN_BOX_SIDE", "create_detection_loader", "denormalize_boxes", "detection_fields", "detection_pipeline",
     "load_coco", "normalize_boxes", "to_torchvision", "xywh_to_xyxy", "xyxy_to_xywh", "yolov5_preset",
 ]
@@ -419,28 +419,6 @@ def detection_pipeline(source: CocoSource, *, checkpoint=None, **kwargs):
 
 
 # -- the mix rules -----------------------------------------------------------------------------
-class JointRule(Rule):
-    """A rule whose output also depends on other fields of the batch (``inputs``): applied by
-    ``BatchMixer`` with ``apply_joint(name, {field: prepared value}, params)``. The fields it
-    reads are given the rule ``Consumed`` (they produce no output of their own)."""
-
-    inputs: Tuple[str, ...] = ()
-
-    def apply(self, name, value, params):
-        raise TypeError(f"field {name!r}: {type(self).__name__} reads other fields; mix with BatchMixer")
-
-    def apply_joint(self, name: str, values: Mapping[str, torch.Tensor], params: MixupParams) -> Dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Consumed(Rule):
-    """A field that another field's rule reads (a box rule's labels and counts): no output of its own."""
-
-    def apply(self, name, value, params):
-        return {}
-
-
 def _area(b: torch.Tensor) -> torch.Tensor:
     return (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
 

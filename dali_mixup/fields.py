@@ -35,7 +35,7 @@ from .checks import SPATIAL_DIMS, check_layout, check_num_classes, check_real, c
 from .mix import IMAGE_DTYPES, NORMALIZED_DTYPES, _targets, mix_images, normalize_mix_images
 from .sampler import MixupParams, MixupSampler
 
-__all__ = ["BatchMixer", "Blend", "Keep", "LabelEncoding", "MirrorFlags", "NormalizeBlend", "Rule", "SoftTarget",
+__all__ = ["BatchMixer", "Blend", "Consumed", "JointRule", "Keep", "LabelEncoding", "MirrorFlags", "NormalizeBlend", "Rule", "SoftTarget",
            "class_indices"]
 
 
@@ -268,6 +268,28 @@ class Keep(Rule):
 
     def apply(self, name, value, params):
         return {name: value}
+
+
+class JointRule(Rule):
+    """A rule whose output also depends on other fields of the batch (``inputs``): applied by
+    ``BatchMixer`` with ``apply_joint(name, {field: prepared value}, params)``. The fields it
+    reads are given the rule ``Consumed`` (they produce no output of their own)."""
+
+    inputs: Tuple[str, ...] = ()
+
+    def apply(self, name, value, params):
+        raise TypeError(f"field {name!r}: {type(self).__name__} reads other fields; mix with BatchMixer")
+
+    def apply_joint(self, name: str, values: Mapping[str, torch.Tensor], params: MixupParams) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Consumed(Rule):
+    """A field that another field's rule reads (a box rule's labels and counts): no output of its own."""
+
+    def apply(self, name, value, params):
+        return {}
 
 
 class BatchMixer:

@@ -141,3 +141,31 @@ def loader_from_spec(spec: LoaderSpec):
     )
     it.spec = spec
     return it
+
+
+#: the sample kinds ``build_loader`` knows, each with its ``create_*`` function
+KINDS = ("image", "audio", "detection", "volume")
+
+
+def build_loader(kind: str, **options):
+    """The loader of one sample kind: ``build_loader("image", root=..., batch_size=64, ...)``.
+
+    Args:
+        kind: one of ``KINDS`` ('image', 'audio', 'detection', 'volume').
+        **options: the arguments of that kind's ``create_*`` function (the shared ones —
+            ``device``, ``device_id``, ``shard_id``, ``num_shards``, ``num_threads``, ``seed``,
+            ``last_batch_policy``, ``prefetch_queue_depth``, ``on_error``, ``validate``,
+            ``auto_reset`` — have the same names and defaults for every kind).
+    """
+    if kind == "image":
+        return create_loader(**options)
+    if kind == "audio":
+        from .audio import create_audio_loader
+        return create_audio_loader(**options)
+    if kind == "detection":
+        from .detection import create_detection_loader
+        return create_detection_loader(**options)
+    if kind == "volume":
+        from .volume import create_volume_loader
+        return create_volume_loader(**options)
+    raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
