@@ -1,7 +1,8 @@
 """Differentiable mixup and CutMix: ``mix`` mixes tensors that require grad.
 
-``mix_images`` serves input batches (no gradients); ``mix`` is the same forward wrapped in a
-``torch.autograd.Function`` so it can mix what a model computes: word or sentence embeddings
+``mix_images`` serves input batches (no gradients; given an ``x`` that requires grad it hands
+over to ``mix``); ``mix`` is the same forward wrapped in a ``torch.autograd.Function`` so it can
+mix what a model computes: word or sentence embeddings
 for text classification (mixup on embeddings, Guo et al. 2019, https://arxiv.org/abs/1905.08941)
 or the hidden state of a chosen layer (manifold mixup, Verma et al. 2019,
 https://arxiv.org/abs/1806.05236).
@@ -19,6 +20,10 @@ sharing one partner): ``grad_x = a ⊙ g`` plus ``b ⊙ g`` scattered onto the p
 ``index_add_``, that is ``grad_x[k] = a_k g[k] + Σ_{i: perm[i]=k} b_i g[i]``; for a
 permutation ``λ_k g[k] + (1 − λ_inv[k]) g[inv[k]]``. Computed in float32 (float64 for float64)
 and returned in x's dtype. Works on CUDA and CPU tensors alike (torch ops on x's device).
+
+The mix is differentiable in x only: λ, partners and boxes are constants of the batch, and
+``MixupParams`` refuses a ``lam`` that requires grad (rather than detaching it, which would
+leave ``lam.grad`` None without a word).
 
 Example (manifold mixup)::
 
@@ -124,7 +129,7 @@ def mix(x: torch.Tensor, params: MixupParams, layout: str = "NCHW") -> torch.Ten
             ops, for ``gradcheck``); embeddings ``(N, L, E)``, hidden states ``(N, D)``, images
             ``(N, C, H, W)``, volumes ``(N, C, D, H, W)``. CUDA or CPU; may require grad.
         params: the batch's ``MixupParams`` (N entries); its partner map need not be a
-            permutation.
+            permutation. Constants: no gradient flows to λ.
         layout: where CutMix boxes go (see ``mix_images``); unused without CutMix.
 
     Returns:

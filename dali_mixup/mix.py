@@ -166,7 +166,9 @@ def mix_images(
 
     Returns:
         ``out``. uint8 results round half to even and saturate; float16/bfloat16 round to
-        nearest even.
+        nearest even. An ``x`` that requires grad (with grad mode on) is mixed by
+        ``dali_mixup.autograd.mix``, the same forward with a ``grad_fn``; ``out`` and a ``dtype``
+        other than x's are refused there (``TypeError``), as they have no gradient.
     """
     if not torch.is_tensor(x):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -176,6 +178,13 @@ def mix_images(
         raise TypeError(f"x.dtype must be one of uint8, float16, bfloat16, float32; got {x.dtype}")
     _check_params(params, x.shape[0], "x")
     check_layout(layout)
+    if x.requires_grad and torch.is_grad_enabled():  # the kernels write out=: no graph of their own
+        if out is not None or (dtype is not None and dtype != x.dtype):
+            raise TypeError("mix_images: x requires grad, and out=/dtype= have no gradient; call "
+                            "dali_mixup.autograd.mix(x, params, layout) (differentiable), or mix x.detach()")
+        from .autograd import mix
+
+        return mix(x, params, layout)
     x_flat = _memory_order_view(x)
     if x_flat is None:
         x = x.contiguous()  # a strided view of something else: one copy, then the fast path

@@ -53,6 +53,9 @@ class MixupParams:
         perm = torch.as_tensor(self.perm) if torch.is_tensor(self.perm) else torch.from_numpy(np.asarray(self.perm))
         if perm.is_floating_point() or perm.is_complex() or perm.dtype == torch.bool:
             raise TypeError(f"MixupParams.perm must hold integers, got {perm.dtype}")
+        if lam.requires_grad:  # detaching it would leave lam.grad None without a word
+            raise ValueError("MixupParams.lam requires grad: the mix is differentiable in x, not in λ "
+                             "(dali_mixup.autograd.mix); pass lam.detach()")
         lam = lam.detach().to("cpu", torch.float32).contiguous()
         perm = perm.detach().to("cpu", torch.int64).contiguous()
         if lam.dim() != 1 or perm.dim() != 1 or lam.shape != perm.shape:

@@ -134,3 +134,39 @@ def test_cuda_forward_and_backward_match_the_cpu(case):
     out.backward(g)
     outc.backward(g.cuda())
     torch.testing.assert_close(xc.grad.cpu(), x.grad)
+
+
+def test_a_lam_that_requires_grad_is_refused_not_detached():
+    """Case 22: the mix is differentiable in x only; a λ that requires grad used to be detached
+    by MixupParams, leaving lam.grad None without a word."""
+    lam = torch.full((4,), 0.3, requires_grad=True)
+    with pytest.raises(ValueError, match=r"lam requires grad.*lam\.detach\(\)"):
+        MixupParams(lam, torch.tensor([1, 0, 3, 2]))
+    params = MixupParams(lam.detach(), torch.tensor([1, 0, 3, 2]))  # the way the error points to
+    x = torch.rand(4, 3, requires_grad=True)
+    mix(x, params).sum().backward()
+    assert torch.allclose(x.grad, torch.ones(4, 3))  # each row: λ of its own + (1 − λ) of its partner's
+
+
+@pytest.mark.parametrize("case", ["mixup-perm", "cutmix-2d", "cutmix-3d"])
+def test_mix_images_on_a_tensor_that_requires_grad_is_the_differentiable_mix(device, case):
+    """Case 23: mix_images used to fail inside torch ("functions with out=... arguments don't
+    support automatic differentiation"); it now hands over to autograd.mix."""
+    shape, kw = CASES[case]
+    params = _params(shape[0], **kw)
+    layout = "NCDHW" if len(shape) == 5 else "NCHW"
+    x = torch.randn(shape, dtype=torch.float32, generator=torch.Generator().manual_seed(1)).to(device).requires_grad_()
+    y = mix_images(x, params, layout=layout)
+    assert y.grad_fn is not None and torch.equal(y.detach(), mix_images(x.detach(), params, layout=layout))
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(2)).to(device)
+    (y * g).sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    (mix(x2, params, layout) * g).sum().backward()
+    assert torch.equal(x.grad, x2.grad)
+    with torch.no_grad():  # no graph wanted: the kernel path, out= allowed
+        out = torch.empty_like(x)
+        assert mix_images(x, params, out=out, layout=layout) is out and not out.requires_grad
+    with pytest.raises(TypeError, match=r"out=/dtype= have no gradient.*dali_mixup\.autograd\.mix"):
+        mix_images(x, params, out=torch.empty_like(x), layout=layout)
+    with pytest.raises(TypeError, match=r"dali_mixup\.autograd\.mix"):
+        mix_images(x, params, dtype=torch.bfloat16, layout=layout)
