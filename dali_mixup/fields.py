@@ -35,8 +35,8 @@ from .checks import SPATIAL_DIMS, check_layout, check_num_classes, check_real, c
 from .mix import IMAGE_DTYPES, NORMALIZED_DTYPES, _targets, mix_images, normalize_mix_images
 from .sampler import MixupParams, MixupSampler
 
-__all__ = ["BatchMixer", "Blend", "Consumed", "JointRule", "Keep", "LabelEncoding", "MirrorFlags", "NormalizeBlend", "Rule", "SoftTarget",
-           "class_indices"]
+__all__ = ["BatchMixer", "Blend", "Consumed", "JointRule", "Keep", "LabelEncoding", "MirrorFlags", "MissingFieldError",
+           "NormalizeBlend", "PARAM_FIELDS", "Rule", "SoftTarget", "class_indices"]
 
 
 class LabelEncoding(str, enum.Enum):
@@ -100,9 +100,18 @@ class Rule:
 
     A rule whose output also depends on other fields names them in ``inputs``; ``BatchMixer``
     then calls ``apply_joint(name, {field: prepared value}, params)`` instead of ``apply``.
+
+    ``outputs(name)`` declares the output names ``apply`` writes, so that ``BatchMixer`` refuses
+    two fields writing one name (or a name of the params) when it is made; ``tensors``: whether
+    the field's value must be a ``torch.Tensor`` (``Keep`` takes any object).
     """
 
     travels = False
+    tensors = True
+
+    def outputs(self, name: str) -> Tuple[str, ...]:
+        """The output names ``apply`` writes for the field ``name`` (default: ``(name,)``)."""
+        return (name,)
 
     def prepare(self, name: str, value: torch.Tensor) -> torch.Tensor:
         return value
@@ -216,6 +225,9 @@ class MirrorFlags(Rule):
                              f"shape {tuple(value.shape)}")
         return value.reshape(-1).ne(0).to(torch.uint8)
 
+    def outputs(self, name):
+        return ()
+
     def apply(self, name, value, params):
         return {}
 
@@ -244,6 +256,8 @@ class SoftTarget(Rule):
             object.__setattr__(self, "label_smoothing", check_real("label_smoothing", self.label_smoothing, low=0.0,
                                                                    high=1.0, high_open=True))
         object.__setattr__(self, "encoding", LabelEncoding(self.encoding))
+        if not isinstance(self.index_name, str) or not self.index_name:
+            raise TypeError(f"index_name must be a non-empty output name, got {self.index_name!r}")
 
     def prepare(self, name, value):
         labels = class_indices(value, self.encoding, where=f"field {name!r}")
@@ -257,6 +271,9 @@ class SoftTarget(Rule):
             raise ValueError(f"field {name!r}: labels {bad[:10]} are outside [0, num_classes={c})")
         return labels
 
+    def outputs(self, name):
+        return (name, self.index_name)
+
     def apply(self, name, value, params):
         targets = _targets(value, params, self.num_classes, self.label_smoothing or 0.0, checked=True)
         return {name: targets, self.index_name: value}
@@ -264,7 +281,10 @@ class SoftTarget(Rule):
 
 @dataclass(frozen=True)
 class Keep(Rule):
-    """Passed through unchanged (metadata, ids)."""
+    """Passed through unchanged (metadata, ids): any object (a tensor, a list of file names). A
+    tensor with a batch dimension must have the batch's N rows; anything else is not looked at."""
+
+    tensors = False
 
     def apply(self, name, value, params):
         return {name: value}
@@ -288,8 +308,30 @@ class JointRule(Rule):
 class Consumed(Rule):
     """A field that another field's rule reads (a box rule's labels and counts): no output of its own."""
 
+    def outputs(self, name):
+        return ()
+
     def apply(self, name, value, params):
         return {}
+
+
+#: the outputs ``BatchMixer`` writes itself (the batch's params): no field may write these names
+PARAM_FIELDS = ("lam", "perm", "cutmix", "boxes")
+
+
+class MissingFieldError(KeyError):
+    """A field of the ``BatchMixer`` is not in the batch (a ``KeyError`` whose message reads as
+    one line)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+def _not_a_tensor(name: str, rule: Rule, value) -> TypeError:
+    kind = type(value)
+    hint = "; torch.from_numpy(x) wraps a NumPy array without a copy" if kind.__module__ == "numpy" else ""
+    return TypeError(f"field {name!r}: {type(rule).__name__} takes a torch.Tensor (N, ...), got "
+                     f"{kind.__module__}.{kind.__qualname__}{hint}")
 
 
 class BatchMixer:
@@ -298,10 +340,16 @@ class BatchMixer:
     Args:
         fields: ``{output name: Rule}`` in the pipeline's output order (DALI's ``output_map``).
 
-    ``sample(sampler, batch)`` draws the params (the batch size from the first field, the CutMix
-    size from the first field with a spatial size); ``__call__(batch, params)`` is pure: the same
-    batch and params give the same outputs, plus ``lam`` and ``perm`` (and ``cutmix``, ``boxes``
-    when the sampler's config has CutMix on).
+    ``sample(sampler, batch)`` draws the params (the batch size from the first field whose rule
+    takes tensors, the CutMix size from the first field with a spatial size); ``__call__(batch,
+    params)`` is pure: the same batch and params give the same outputs, plus ``lam`` and ``perm``
+    (and ``cutmix``, ``boxes`` when the sampler's config has CutMix on).
+
+    Raises (when made): ``ValueError`` where two fields write one output name (``SoftTarget``'s
+    ``index_name``, a rule's ``outputs``), a field writes the name of another field it does not
+    read, or a field writes one of ``PARAM_FIELDS`` (``lam``, ``perm``, ``cutmix``, ``boxes``).
+    (When called): ``MissingFieldError`` (a ``KeyError``) naming the missing and the present
+    fields; ``TypeError`` naming the field whose rule takes tensors and got something else.
     """
 
     def __init__(self, fields: Mapping[str, Rule]):
@@ -311,33 +359,92 @@ class BatchMixer:
             if not isinstance(name, str) or not isinstance(rule, Rule):
                 raise TypeError(f"fields must map output names to Rule objects; got {name!r}: {type(rule).__name__}")
         self.fields: Dict[str, Rule] = dict(fields)
-        self._first = next(iter(self.fields))
+        self._first = next((k for k, r in self.fields.items() if r.tensors), next(iter(self.fields)))
         for name, rule in self.fields.items():
             missing = [k for k in getattr(rule, "inputs", ()) if k not in self.fields]
             if missing:
                 raise ValueError(f"field {name!r} reads {missing}, which are not fields of the batch")
+        self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        """Refuses an output name written twice (one would replace the other without a word)."""
+        writer: Dict[str, str] = {}  # output name -> the field whose rule writes it
+        for name, rule in self.fields.items():
+            what = f"field {name!r} ({type(rule).__name__})"
+            for out in rule.outputs(name):
+                if out in PARAM_FIELDS:
+                    raise ValueError(f"{what} writes the output {out!r}, which BatchMixer writes itself (the params "
+                                     f"{', '.join(PARAM_FIELDS)}); rename the field")
+                if out in writer:
+                    other = writer[out]
+                    both = (f"{what} writes {out!r} twice" if other == name else
+                            f"fields {other!r} ({type(self.fields[other]).__name__}) and {name!r} "
+                            f"({type(rule).__name__}) both write the output {out!r}")
+                    raise ValueError(f"{both}; rename one (e.g. SoftTarget's index_name)")
+                if out != name and out in self.fields and out not in getattr(rule, "inputs", ()):
+                    raise ValueError(f"{what} writes the output {out!r}, the name of field {out!r} "
+                                     f"({type(self.fields[out]).__name__}); rename one (e.g. SoftTarget's index_name)")
+                writer[out] = name
+
+    def _missing(self, batch: Mapping) -> MissingFieldError:
+        missing = [k for k in self.fields if k not in batch]
+        return MissingFieldError(f"the batch has no field {', '.join(map(repr, missing))}: the mixer's fields are "
+                                 f"{list(self.fields)}, the batch has {list(batch)}")
 
     @property
     def output_map(self):
         return list(self.fields)
 
     def batch_size(self, batch: Mapping[str, torch.Tensor]) -> int:
-        return int(batch[self._first].shape[0])
+        try:
+            value = batch[self._first]
+        except KeyError:
+            raise self._missing(batch) from None
+        if not isinstance(value, torch.Tensor) or value.dim() == 0:
+            if not isinstance(value, torch.Tensor):
+                raise _not_a_tensor(self._first, self.fields[self._first], value)
+            raise ValueError(f"field {self._first!r} has shape (), not (N, ...): no batch size")
+        return int(value.shape[0])
 
     def sample(self, sampler: MixupSampler, batch: Mapping[str, torch.Tensor]) -> MixupParams:
+        n = self.batch_size(batch)
         size = None
         if sampler.config.cutmix_on:
-            size = next((s for n, r in self.fields.items() if (s := r.spatial_size(batch[n])) is not None), None)
-        return sampler.sample(self.batch_size(batch), image_size=size)
+            for name, rule in self.fields.items():
+                if name not in batch:
+                    raise self._missing(batch)
+                value = batch[name]
+                if not isinstance(value, torch.Tensor):
+                    if rule.tensors:
+                        raise _not_a_tensor(name, rule, value)
+                    continue
+                size = rule.spatial_size(value)
+                if size is not None:
+                    break
+        return sampler.sample(n, image_size=size)
 
     def __call__(self, batch: Mapping[str, torch.Tensor], params: MixupParams,
                  with_cutmix: Optional[bool] = None) -> Dict[str, torch.Tensor]:
         n = self.batch_size(batch)
         prepared = {}
-        for name, rule in self.fields.items():
-            prepared[name] = rule.prepare(name, batch[name])
-            if prepared[name].shape[0] != n:
-                raise ValueError(f"field {name!r} has {prepared[name].shape[0]} samples, field {self._first!r} has {n}")
+        try:
+            for name, rule in self.fields.items():
+                value = batch[name]
+                if not isinstance(value, torch.Tensor):
+                    if rule.tensors:
+                        raise _not_a_tensor(name, rule, value)
+                    prepared[name] = rule.prepare(name, value)
+                    continue
+                value = prepared[name] = rule.prepare(name, value)
+                if value.dim() == 0 and not rule.tensors:
+                    continue
+                if value.dim() == 0 or value.shape[0] != n:
+                    got = f"{value.shape[0]} samples" if value.dim() else "shape ()"
+                    raise ValueError(f"field {name!r} has {got}, field {self._first!r} has {n}")
+        except KeyError:
+            if all(k in batch for k in self.fields):
+                raise
+            raise self._missing(batch) from None
         host, device = params, batch[self._first].device
         if device.type == "cuda":  # the small CPU tensors travel with λ/partners in one copy
             movers = [k for k, r in self.fields.items() if r.travels and not prepared[k].is_cuda]
@@ -347,9 +454,16 @@ class BatchMixer:
         for name, rule in self.fields.items():
             inputs = getattr(rule, "inputs", ())
             if inputs:
-                out.update(rule.apply_joint(name, {k: prepared[k] for k in (name, *inputs)}, params))
+                written = rule.apply_joint(name, {k: prepared[k] for k in (name, *inputs)}, params)
             else:
-                out.update(rule.apply(name, prepared[name], params))
+                written = rule.apply(name, prepared[name], params)
+            if not out.keys().isdisjoint(written):  # a rule whose outputs() does not declare them all
+                raise ValueError(f"field {name!r} ({type(rule).__name__}) writes {sorted(out.keys() & written)}, which "
+                                 "another field already wrote; rename one")
+            out.update(written)
+        if not out.keys().isdisjoint(PARAM_FIELDS):
+            raise ValueError(f"the fields write {sorted(out.keys() & set(PARAM_FIELDS))}, which BatchMixer writes "
+                             "itself (the params); rename the field")
         out["lam"], out["perm"] = host.lam, host.perm
         if with_cutmix if with_cutmix is not None else host.has_cutmix:
             out["cutmix"], out["boxes"] = host.cutmix, host.boxes

@@ -98,3 +98,84 @@ def test_a_sample_that_is_its_own_partner_reports_lam_one(cfg):
         p = s.sample(n, image_size=(8, 8))
         alone = p.perm == torch.arange(n)
         assert alone.any() and bool((p.lam[alone] == 1).all()) and not bool(p.cutmix[alone].any())
+
+
+@pytest.mark.parametrize("fields, match", [
+    # case 24: a field named like an output BatchMixer writes itself (the params)
+    ({"data": Blend(), "lam": Keep()}, r"field 'lam' \(Keep\) writes the output 'lam', which BatchMixer writes itself"),
+    ({"data": Blend(), "perm": Keep()}, "'perm'.*BatchMixer writes itself"),
+    ({"data": Blend(), "cutmix": Keep()}, "'cutmix'.*BatchMixer writes itself"),
+    ({"boxes": Blend()}, "'boxes'.*BatchMixer writes itself"),
+    ({"data": Blend(), "label": SoftTarget(5, index_name="lam")}, r"field 'label' \(SoftTarget\) writes the output 'lam'"),
+    # ... or like an output a rule writes: SoftTarget's label_index
+    ({"data": Blend(), "label": SoftTarget(5), "label_index": Keep()},
+     r"field 'label' \(SoftTarget\) writes the output 'label_index', the name of field 'label_index' \(Keep\)"),
+    # case 25: SoftTarget's index_name on another field (either order), or on its own
+    ({"data": Blend(), "label": SoftTarget(5, index_name="data")},
+     r"fields 'data' \(Blend\) and 'label' \(SoftTarget\) both write the output 'data'; rename one"),
+    ({"label": SoftTarget(5, index_name="data"), "data": Blend()},
+     r"field 'label' \(SoftTarget\) writes the output 'data', the name of field 'data' \(Blend\)"),
+    ({"data": Blend(), "label": SoftTarget(5, index_name="label")}, "field 'label' .* writes 'label' twice"),
+])
+def test_an_output_name_written_twice_is_refused_when_the_mixer_is_made(fields, match):
+    with pytest.raises(ValueError, match=match):
+        BatchMixer(fields)
+
+
+def test_an_undeclared_output_written_twice_is_refused_at_the_batch():
+    """A rule whose ``outputs`` does not name all it writes: caught at the batch, not silently."""
+
+    class Sneaky(Keep):
+        def apply(self, name, value, params):
+            return {name: value, "data": value}
+
+    b = batch()
+    with pytest.raises(ValueError, match=r"field 'meta' \(Sneaky\) writes \['data'\], which another field already"):
+        BatchMixer({"data": Blend(), "meta": Sneaky()})(b, MixupParams.identity(6))
+
+
+def test_a_field_missing_from_the_batch_names_the_missing_and_present_fields():
+    """Case 28: was a bare KeyError: 'id'."""
+    b = batch()
+    mixer = BatchMixer({"data": Blend(), "label": SoftTarget(5), "id": Keep()})
+    with pytest.raises(KeyError) as err:
+        mixer(b, MixupParams.identity(6))
+    assert str(err.value) == ("the batch has no field 'id': the mixer's fields are ['data', 'label', 'id'], "
+                              "the batch has ['data', 'label', 'meta']")
+    sampler = MixupSampler(MixupConfig(alpha=1.0, cutmix_alpha=1.0), seed=0)
+    for call in (lambda: mixer({"label": b["label"]}, MixupParams.identity(6)),  # 'data' gives the batch size
+                 lambda: mixer.sample(sampler, {"label": b["label"]})):
+        with pytest.raises(KeyError, match=r"no field 'data', 'id': .* the batch has \['label'\]"):
+            call()
+
+
+def test_keep_passes_any_object_through():
+    """Case 29: Keep on a list of strings was an AttributeError ('list' object has no 'shape')."""
+    b = batch()
+    b["names"], b["info"] = [f"img{i}.jpg" for i in range(6)], {"epoch": 3}
+    b["scalar"] = torch.tensor(7)
+    mixer = BatchMixer({"names": Keep(), "data": Blend(), "label": SoftTarget(5), "info": Keep(), "scalar": Keep()})
+    cfg = MixupConfig(alpha=1.0, cutmix_alpha=1.0)
+    params = mixer.sample(MixupSampler(cfg, seed=0), b)  # batch size and CutMix size from 'data', not 'names'
+    assert params.batch_size == 6 and params.image_size == (8, 8)
+    out = mixer(b, params)
+    assert out["names"] is b["names"] and out["info"] is b["info"] and out["scalar"] is b["scalar"]
+    b["meta"] = b["meta"][:4]  # a tensor with a batch dim is still checked
+    with pytest.raises(ValueError, match="'meta' has 4 samples, field 'data' has 6"):
+        BatchMixer({"data": Blend(), "meta": Keep()})(b, params)
+
+
+@pytest.mark.parametrize("field, rule", [("data", Blend()), ("label", SoftTarget(5))])
+def test_a_rule_that_takes_tensors_refuses_numpy_naming_the_field(field, rule):
+    """Case 30: numpy data in a Blend field was AttributeError: 'str' object has no attribute 'type'."""
+    np = pytest.importorskip("numpy")
+    b = batch()
+    b[field] = b[field].numpy()
+    mixer = BatchMixer({"data": Blend(), "label": SoftTarget(5)} | {field: rule})
+    match = rf"field '{field}': {type(rule).__name__} takes a torch.Tensor \(N, \.\.\.\), got numpy.ndarray; torch.from_numpy"
+    with pytest.raises(TypeError, match=match):
+        mixer(b, MixupParams.identity(6))
+    if field == "data":  # where the batch size and the CutMix size come from
+        with pytest.raises(TypeError, match=match):
+            mixer.sample(MixupSampler(MixupConfig(alpha=1.0, cutmix_alpha=1.0), seed=0), b)
+    assert isinstance(b[field], np.ndarray)
