@@ -123,7 +123,7 @@ def test_cli_knows_both_subcommands():
     from dali_mixup.tools.cli import build_parser
 
     a = build_parser().parse_args(["train", "d", "--model", "small-cnn", "--no-channels-last"])
-    assert a.model == "small-cnn" and a.channels_last is False and a.mixup_alpha == 0.2
+    assert a.model == "small-cnn" and a.channels_last is False and a.mixup == 0.2
     b = build_parser().parse_args(["prepare-digits", "d", "--size", "16"])
     assert b.size == 16
 
@@ -320,10 +320,16 @@ def test_resolve_source_with_given_classes(val_variants):
     (["train", "d", "--lr", "nan"], "--lr"),
     (["train", "d", "--lr", "0"], "--lr"),
     (["train", "d", "--lr", "inf"], "--lr"),
-    (["train", "d", "--mixup-alpha", "-1"], "--mixup-alpha"),
-    (["train", "d", "--mixup-alpha", "nan"], "--mixup-alpha"),
+    (["train", "d", "--mixup-alpha", "-1"], "--mixup/--mixup-alpha"),
+    (["train", "d", "--mixup", "nan"], "--mixup/--mixup-alpha"),
     (["train", "d", "--mixup-prob", "1.5"], "--mixup-prob"),
-    (["train", "d", "--label-smoothing", "1"], "--label-smoothing"),
+    (["train", "d", "--label-smoothing", "1"], "--smoothing/--label-smoothing"),
+    (["train", "d", "--smoothing", "-0.1"], "--smoothing/--label-smoothing"),
+    (["train", "d", "--cutmix", "-1"], "--cutmix"),
+    (["train", "d", "--cutmix-minmax", "0.2", "1.5"], "--cutmix-minmax"),
+    (["train", "d", "--mixup-switch-prob", "2"], "--mixup-switch-prob"),
+    (["train", "d", "--mixup-off-epoch", "-1"], "--mixup-off-epoch"),
+    (["train", "d", "--mixup-pairing", "random"], "--mixup-pairing"),
     (["train", "d", "--batch-size", "0"], "--batch-size"),
     (["train", "d", "--epochs", "-3"], "--epochs"),
     (["train", "d", "--scale", "0", "1"], "--scale"),
@@ -407,3 +413,149 @@ def test_prepare_digits_over_a_foreign_manifest_exit_2(tmp_path, capsys):
     assert cli.main(["prepare-digits", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not a digits manifest" in err and "--force" in err and err.count("\n") == 1, err
+
+
+# --------------------------------------------------------------------------- timm's flags and models
+
+
+def _timm_parser():
+    """The mixup/CutMix arguments of timm's train.py (pytorch-image-models, as of timm 1.0), which
+    the timm package does not install: the same names, types and defaults."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--mixup", type=float, default=0.0)
+    p.add_argument("--cutmix", type=float, default=0.0)
+    p.add_argument("--cutmix-minmax", type=float, nargs="+", default=None)
+    p.add_argument("--mixup-prob", type=float, default=1.0)
+    p.add_argument("--mixup-switch-prob", type=float, default=0.5)
+    p.add_argument("--mixup-mode", type=str, default="batch")
+    p.add_argument("--mixup-off-epoch", default=0, type=int)
+    p.add_argument("--smoothing", type=float, default=0.1)
+    return p
+
+
+def _timm_mixup(argv, num_classes=3):
+    """What timm's train.py builds from these flags: ``Mixup(**mixup_args)``, or None."""
+    from timm.data import Mixup
+
+    args, _ = _timm_parser().parse_known_args(argv)
+    if not (args.mixup > 0 or args.cutmix > 0.0 or args.cutmix_minmax is not None):
+        return None
+    return Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
+                 prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
+                 label_smoothing=args.smoothing, num_classes=num_classes)
+
+
+#: full command lines: our defaults differ from timm's (--mixup 0.2 and --smoothing 0 here, 0 and 0.1 there)
+TIMM_FLAG_SETS = [
+    ["--mixup", "0.8", "--cutmix", "1.0", "--mixup-switch-prob", "0.5", "--mixup-mode", "batch", "--smoothing", "0.1"],
+    ["--mixup", "0.2", "--smoothing", "0.0"],
+    ["--mixup", "0", "--cutmix", "1.0", "--mixup-prob", "0.5", "--mixup-mode", "elem", "--smoothing", "0.1"],
+    ["--mixup", "0.4", "--cutmix-minmax", "0.2", "0.8", "--mixup-switch-prob", "0.3", "--mixup-mode", "pair", "--smoothing", "0.05"],
+    ["--mixup", "0", "--cutmix", "0", "--smoothing", "0.1"],
+]
+
+
+@pytest.mark.parametrize("flags", TIMM_FLAG_SETS, ids=["mixup+cutmix", "mixup", "cutmix-only", "minmax-pair", "off"])
+def test_timm_flags_give_the_mixup_config_of_timm_mixup(flags):
+    """Our parser and timm's read the same command line; our MixupConfig has timm's Mixup's settings
+    (after timm's own rules: minmax forces CutMix alpha 1, CutMix alone ignores the switch), and both
+    decide mixup-or-CutMix the same way over many draws."""
+    pytest.importorskip("timm")
+    ours = train_mod.mixup_from_args(_parse("d", "--mixup-pairing", "flip", *flags))
+    theirs = _timm_mixup(flags)
+    if theirs is None:
+        assert not ours.enabled and ours.label_smoothing == 0.1  # timm: no Mixup, smoothed CE
+        return
+    assert ours.enabled and ours.pairing.value == "flip" and ours.correct_lam == theirs.correct_lam
+    assert ours.prob == theirs.mix_prob and ours.mode.value == theirs.mode
+    assert ours.label_smoothing == theirs.label_smoothing
+    assert (ours.cutmix_minmax is None) == (theirs.cutmix_minmax is None)
+    if theirs.cutmix_minmax is not None:
+        assert list(ours.cutmix_minmax) == list(theirs.cutmix_minmax)
+    mix_on, cut_on = theirs.mixup_alpha > 0, theirs.cutmix_alpha > 0
+    assert ours.cutmix_on == cut_on
+    if cut_on:
+        assert ours.cutmix_alpha == theirs.cutmix_alpha
+    if mix_on:
+        assert ours.alpha == theirs.mixup_alpha
+
+    # who decides CutMix: timm's own draws against our sampler's, 400 batches each
+    from dali_mixup import MixupConfig, MixupSampler
+
+    np.random.seed(0)
+    timm_cut = []
+    for _ in range(400):
+        lam, use_cutmix = theirs._params_per_batch()
+        if lam < 1.0 or use_cutmix:
+            timm_cut.append(bool(use_cutmix))
+    sampler = MixupSampler(MixupConfig(**{**ours.to_dict(), "mode": "batch", "num_classes": 3}), seed=0)
+    our_cut = []
+    for _ in range(400):
+        p = sampler.sample(4, image_size=(32, 32))
+        if bool((p.lam < 1).any()) or p.has_cutmix:
+            our_cut.append(p.has_cutmix)
+    want = 0.0 if not cut_on else (1.0 if not mix_on else theirs.switch_prob)
+    for got in (np.mean(timm_cut), np.mean(our_cut)):
+        assert abs(got - want) < 0.08, (got, want)
+
+
+def test_timm_mixup_config_keywords_are_timm_mixups():
+    """``mixup_config`` takes timm's ``Mixup.__init__`` keywords with timm's defaults."""
+    import inspect
+
+    timm = pytest.importorskip("timm")
+    from dali_mixup.integrations.timm import mixup_config
+
+    theirs = inspect.signature(timm.data.Mixup.__init__).parameters
+    ours = inspect.signature(mixup_config).parameters
+    for name, param in theirs.items():
+        if name != "self":
+            assert name in ours and ours[name].default == param.default, name
+    with pytest.raises(ValueError, match="multi_label"):
+        mixup_config(multi_label=True)
+
+
+def test_old_mixup_flag_names_are_aliases():
+    a = _parse("d", "--mixup-alpha", "0.4", "--label-smoothing", "0.1")
+    b = _parse("d", "--mixup", "0.4", "--smoothing", "0.1")
+    assert (a.mixup, a.smoothing) == (b.mixup, b.smoothing) == (0.4, 0.1)
+    assert train_mod.mixup_from_args(a) == train_mod.mixup_from_args(b)
+    assert train_mod.mixup_from_args(_parse("d", "--mixup", "0")) is None  # nothing mixed nor smoothed
+    # our default pairing stays derangement (the digits results); timm's is one flag away
+    assert train_mod.mixup_from_args(_parse("d")).pairing.value == "derangement"
+
+
+def test_timm_model_names_and_usage_errors(stripes, tmp_path, capsys):
+    pytest.importorskip("timm")
+    from dali_mixup.tools import cli
+
+    model = train_mod.build_model("test_resnet", 3)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    assert train_mod.build_model("small-cnn", 3, width=8)(torch.randn(1, 3, 16, 16)).shape == (1, 3)
+    for argv, words in (
+        (["--model", "resnet5O"], "--model: unknown model 'resnet5O'"),
+        (["--cutmix-minmax", "0.8", "0.2"], "--cutmix-minmax: MIN 0.8 must be smaller than MAX 0.2"),
+        (["--mixup-mode", "pair", "--mixup-pairing", "roll"], "--mixup-mode pair needs mutual partners"),
+    ):
+        rc = cli.main(["train", *_argv(stripes, tmp_path / "o"), *argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_timm_model_with_cutmix_and_mixup_off_epoch(stripes, tmp_path, capsys):
+    """``--model`` a timm model, timm's mixup+CutMix flags, and ``--mixup-off-epoch``: mixing
+    stops at that epoch, and the checkpoint's loader state says so (a resume keeps it off)."""
+    pytest.importorskip("timm")
+    out = tmp_path / "timm"
+    argv = _argv(stripes, out, "--model", "test_resnet", "--epochs", "2", "--mixup", "0.8", "--cutmix", "1.0",
+                 "--mixup-switch-prob", "0.5", "--smoothing", "0.1", "--mixup-off-epoch", "1")
+    assert train_mod.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "mixup alpha=0.8, cutmix alpha=1 switch=0.5, p=1 batch derangement, smoothing 0.1, off from epoch 1" in text, text
+    assert "epoch 2: mixup and CutMix off (--mixup-off-epoch 1)" in text
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    mixup = ckpt["loader"][0]["mixup"]
+    assert mixup["enabled"] is False and mixup["cutmix_alpha"] == 1.0 and mixup["label_smoothing"] == 0.1

@@ -30,6 +30,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -43,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ECE_BINS = 15
-MODELS = ("resnet18", "small-cnn")
+MODELS = ("resnet18", "small-cnn")  # the built-ins; any other name is a timm model
 MAX_IMAGE_SIZE = 16384  # dali_mixup.checks.MAX_IMAGE_SIZE
 
 
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     unit = float_in(0.0, 1.0)
     parser.add_argument("data", type=pathlib.Path, help="ImageFolder root holding train/ and val/ (or test/)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/train"), help="checkpoint and metrics folder (default runs/train)")
-    parser.add_argument("--model", choices=MODELS, default="resnet18", help="resnet18 (torchvision) or small-cnn for tiny images (default resnet18)")
+    parser.add_argument("--model", default="resnet18", metavar="NAME", help="resnet18 (torchvision), small-cnn (tiny images) or any timm model name, e.g. resnet50, vit_small_patch16_224, random init (default resnet18)")
     parser.add_argument("--width", type=positive_int, default=32, help="small-cnn: channels of the first stage (default 32)")
     parser.add_argument("--image-size", type=int_in(1, MAX_IMAGE_SIZE), default=224, help="side of the training crop and validation crop (default 224)")
     parser.add_argument("--val-resize", type=int_in(1, MAX_IMAGE_SIZE), default=None, help="validation: resize the shorter side to this, then center-crop --image-size (default image-size/0.875)")
@@ -70,10 +71,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--momentum", type=float_in(0.0, 1.0, high_open=True), default=0.9)
     parser.add_argument("--weight-decay", type=float_in(0.0), default=5e-4)
     parser.add_argument("--warmup-epochs", type=float_in(0.0), default=0.0, help="linear warm-up before the cosine decay (default 0)")
-    parser.add_argument("--mixup-alpha", type=float_in(0.0), default=0.2, help="λ ~ Beta(α, α); 0 turns mixup off (default 0.2)")
-    parser.add_argument("--mixup-prob", type=unit, default=1.0, help="chance a batch (or sample, see --mixup-mode) is mixed (default 1)")
-    parser.add_argument("--mixup-mode", choices=("batch", "elem", "pair"), default="batch")
-    parser.add_argument("--label-smoothing", type=float_in(0.0, 1.0, high_open=True), default=0.0)
+    # mixup and CutMix: timm's train.py flags, names and meanings (dali_mixup.integrations.timm)
+    parser.add_argument("--mixup", "--mixup-alpha", dest="mixup", type=float_in(0.0), default=0.2, help="mixup alpha: λ ~ Beta(α, α), mixup on when > 0 (timm's --mixup; default 0.2)")
+    parser.add_argument("--cutmix", type=float_in(0.0), default=0.0, help="CutMix alpha, CutMix on when > 0 (default 0)")
+    parser.add_argument("--cutmix-minmax", type=unit, nargs=2, default=None, metavar=("MIN", "MAX"), help="CutMix box side drawn between MIN and MAX of the image's; turns CutMix on and overrides --cutmix (default: off)")
+    parser.add_argument("--mixup-prob", type=unit, default=1.0, help="chance a batch (or element or pair, see --mixup-mode) is mixed with mixup or CutMix (default 1)")
+    parser.add_argument("--mixup-switch-prob", type=unit, default=0.5, help="chance of CutMix instead of mixup when both are on (default 0.5)")
+    parser.add_argument("--mixup-mode", choices=("batch", "elem", "pair"), default="batch", help="one draw per batch, element or pair (default batch)")
+    parser.add_argument("--mixup-pairing", choices=("derangement", "flip", "roll"), default="derangement", help="partner of each sample: derangement (never itself), flip (timm's x.flip(0)), roll (torchvision) (default derangement)")
+    parser.add_argument("--mixup-off-epoch", type=nonneg_int, default=0, help="turn mixup and CutMix off from this epoch on (counted from 0), label smoothing stays (default 0: never)")
+    parser.add_argument("--smoothing", "--label-smoothing", dest="smoothing", type=float_in(0.0, 1.0, high_open=True), default=0.0, help="label smoothing ε (timm's --smoothing; default 0)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when available (default)")
     parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="autocast dtype on CUDA; auto = bf16 where supported, else fp16; always off on CPU")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels_last memory format (default: on for CUDA, off on CPU)")
@@ -93,6 +100,14 @@ def check_args(args: argparse.Namespace) -> None:
     lo, hi = args.scale
     if lo > hi:
         raise UsageError(f"--scale: MIN {lo:g} is larger than MAX {hi:g}")
+    if args.cutmix_minmax is not None and not args.cutmix_minmax[0] < args.cutmix_minmax[1]:
+        raise UsageError(f"--cutmix-minmax: MIN {args.cutmix_minmax[0]:g} must be smaller than MAX {args.cutmix_minmax[1]:g}")
+    if args.mixup_mode == "pair" and args.mixup_pairing == "roll":
+        raise UsageError("--mixup-mode pair needs mutual partners: use --mixup-pairing flip or derangement, not roll")
+    try:
+        check_model_name(args.model)
+    except ValueError as e:
+        raise UsageError(f"--model: {e}") from None
     data = args.data
     if not data.is_dir():
         raise UsageError(f"data {str(data)!r}: " + ("not a directory" if data.exists() else "no such directory"))
@@ -225,14 +240,35 @@ class SmallCNN(nn.Module):
 
 
 def build_model(name: str, num_classes: int, width: int = 32) -> nn.Module:
-    """``resnet18`` (torchvision, random init) or ``small-cnn`` (``SmallCNN``)."""
+    """``resnet18`` (torchvision, random init), ``small-cnn`` (``SmallCNN``), or any timm model
+    (``timm.create_model(name, pretrained=False, num_classes=num_classes)``; timm is imported only
+    for such a name)."""
     if name == "resnet18":
         import torchvision
 
         return torchvision.models.resnet18(num_classes=num_classes)
     if name == "small-cnn":
         return SmallCNN(num_classes, width)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    check_model_name(name)
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=num_classes)
+
+
+def check_model_name(name: str) -> None:
+    """A built-in or a model timm knows. Raises ``ValueError`` naming close timm names otherwise
+    (and saying so when timm is not installed)."""
+    if name in MODELS:
+        return
+    try:
+        import timm
+    except ImportError:
+        raise ValueError(f"unknown model {name!r}: the built-ins are {', '.join(MODELS)}; other names are timm "
+                         f"models, and timm is not installed (pip install timm)") from None
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:12]}*")[:8]
+        hint = f"; timm has {', '.join(close)}" if close else "; see timm.list_models()"
+        raise ValueError(f"unknown model {name!r}: neither a built-in ({', '.join(MODELS)}) nor a timm model{hint}")
 
 
 # --------------------------------------------------------------------------- loss, schedule, metrics
@@ -340,6 +376,36 @@ def val_file_list(val_root: pathlib.Path, classes, out) -> int:
     return len(source.files)
 
 
+def mixup_from_args(args):
+    """The ``MixupConfig`` of the mixup flags, as timm's ``Mixup(**mixup_args)`` from the same
+    values (``dali_mixup.integrations.timm.mixup_config``; the partners as ``--mixup-pairing``
+    says, timm's being ``flip``). ``None`` when nothing is mixed nor smoothed; neither mixup nor
+    CutMix on but ``--smoothing`` > 0: a config with ``enabled=False`` (λ = 1, smoothed targets)."""
+    from dali_mixup.integrations.timm import mixup_active, mixup_config
+
+    if not mixup_active(args.mixup, args.cutmix, args.cutmix_minmax) and args.smoothing == 0:
+        return None
+    return mixup_config(
+        mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax, prob=args.mixup_prob,
+        switch_prob=args.mixup_switch_prob, mode=args.mixup_mode, label_smoothing=args.smoothing, num_classes=None,
+        pairing=args.mixup_pairing,
+    )
+
+
+def describe_mixup(config) -> str:
+    """One line: what the training loader mixes."""
+    if config is None or not config.enabled:
+        return "mixup off" + (f", smoothing {config.label_smoothing:g}" if config is not None and config.label_smoothing else "")
+    parts = []
+    if not (config.cutmix_on and config.switch_prob == 1.0):
+        parts.append(f"mixup alpha={config.alpha:g}")
+    if config.cutmix_on:
+        box = f"minmax={list(config.cutmix_minmax)}" if config.cutmix_minmax is not None else f"alpha={config.cutmix_alpha:g}"
+        parts.append(f"cutmix {box}" + (f" switch={config.switch_prob:g}" if config.switch_prob < 1.0 else ""))
+    text = ", ".join(parts) + f", p={config.prob:g} {config.mode.value} {config.pairing.value}"
+    return text + (f", smoothing {config.label_smoothing:g}" if config.label_smoothing else "")
+
+
 def make_loaders(args, dist: Dist):
     """The training loader (mixup in the pipeline) and the validation loader (no mixup).
 
@@ -351,14 +417,7 @@ def make_loaders(args, dist: Dist):
 
     from .argtypes import UsageError
 
-    mixup = None
-    if args.mixup_alpha > 0:
-        mixup = dali_mixup.MixupConfig(
-            alpha=args.mixup_alpha, prob=args.mixup_prob, mode=args.mixup_mode, label_smoothing=args.label_smoothing
-        )
-    elif args.label_smoothing > 0:
-        # no mixing (λ = 1), but the loader still builds the smoothed soft targets
-        mixup = dali_mixup.MixupConfig(label_smoothing=args.label_smoothing, enabled=False)
+    mixup = mixup_from_args(args)
     device = "gpu" if dist.device.type == "cuda" else "cpu"
     common = dict(
         batch_size=args.batch_size,
@@ -551,9 +610,14 @@ def _train(args, dist: Dist) -> dict:
 
     say(
         f"data: {args.data} ({num_classes} classes), {steps_per_epoch} steps/epoch of {args.batch_size} per process, "
-        f"mixup {'off' if args.mixup_alpha <= 0 else f'alpha={args.mixup_alpha} p={args.mixup_prob} {args.mixup_mode}'}"
+        f"{describe_mixup(train_loader.mixup)}"
+        + (f", off from epoch {args.mixup_off_epoch}" if args.mixup_off_epoch and train_loader.mixup.enabled else "")
     )
     for epoch in range(start_epoch, args.epochs):
+        if args.mixup_off_epoch and epoch >= args.mixup_off_epoch and train_loader.mixup.enabled:
+            # timm's --mixup-off-epoch: no more mixing, the same label smoothing (kept across a resume)
+            train_loader.mixup = dataclasses.replace(train_loader.mixup, enabled=False)
+            say(f"epoch {epoch + 1}: mixup and CutMix off (--mixup-off-epoch {args.mixup_off_epoch})")
         t0 = time.perf_counter()
         train_loss = train_one_epoch(net, train_loader, optimizer, scheduler, scaler, dist, amp_dtype, channels_last, args.log_every, epoch)
         val = evaluate(model, val_loader, dist, amp_dtype, channels_last)
