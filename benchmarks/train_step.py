@@ -335,7 +335,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from dali_mixup.loader import resolve_device
+    from dali_mixup.options import resolve_device
     from dali_mixup.tools import bench
     from dali_mixup.tools.meta import cpu_cores, hardware_slug, metadata, slug
 

@@ -14,10 +14,17 @@ __version__ = "0.1.0"
 _LAZY = {
     "DALIMixupIterator": "iterator",
     "LastBatchPolicy": "iterator",
-    "build_loader": "loader",
+    "build_loader": "front",
     "create_loader": "loader",
+    "create_audio_loader": "audio",
+    "create_detection_loader": "detection",
+    "create_volume_loader": "volume",
+    "LoaderOptions": "options",
     "LoaderSpec": "spec",
     "BadDataError": "validate",
+    "DataError": "validate",
+    "ValidationError": "validate",
+    "StateError": "state",
     "train_pipeline": "pipeline",
     "val_pipeline": "pipeline",
 }

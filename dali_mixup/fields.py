@@ -32,6 +32,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 
 from .checks import SPATIAL_DIMS, check_layout, check_num_classes, check_real, check_rgb
+from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .mix import IMAGE_DTYPES, NORMALIZED_DTYPES, _targets, mix_images, normalize_mix_images
 from .sampler import MixupParams, MixupSampler
 
@@ -156,8 +157,6 @@ class Blend(Rule):
 
 
 #: ImageNet's per-channel mean and std in [0, 1] units (``create_loader``'s defaults)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -31,10 +31,10 @@ from .config import MixupConfig
 from .fields import BatchMixer, Blend, LabelEncoding, Rule, SoftTarget
 from .mix import IMAGE_DTYPES
 from .sampler import MixupSampler
-from .sources import Source, SourceKind
-from .validate import BadDataError, diagnose_read_error
+from .state import StateError
+from .validate import BadDataError
 
-__all__ = ["BadDataError", "DALIMixupIterator", "LastBatchPolicy"]
+__all__ = ["BadDataError", "DALIMixupIterator", "LastBatchPolicy", "StateError"]
 
 
 def _shard_seed(seed: int, index: int) -> int:
@@ -56,10 +56,10 @@ def _torch_threads(n: int):
 
 
 def classification_fields(num_classes: int, *, layout: str = "NCHW", dtype: Optional[torch.dtype] = None,
-                          label_smoothing: float = 0.0, source: Optional[Source] = None) -> Dict[str, Rule]:
-    """``{"data": Blend, "label": SoftTarget}``: what ``DALIClassificationIterator`` users get.
-    The labels' encoding follows from the source (WebDataset ``cls`` text, else class ids)."""
-    encoding = LabelEncoding.ASCII if source is not None and source.kind is SourceKind.WEBDATASET else LabelEncoding.INDEX
+                          label_smoothing: Optional[float] = 0.0,
+                          encoding: LabelEncoding = LabelEncoding.INDEX) -> Dict[str, Rule]:
+    """``{"data": Blend, "label": SoftTarget}``: what ``DALIClassificationIterator`` users get
+    (labels as class ids; ``LabelEncoding.ASCII`` for WebDataset's ``cls`` text)."""
     return {"data": Blend(layout=layout, dtype=dtype),
             "label": SoftTarget(num_classes, label_smoothing, encoding=encoding)}
 
@@ -80,17 +80,16 @@ class DALIMixupIterator(DALIGenericIterator):
             ``torch.bfloat16``, which DALI cannot produce, is cast by the mixup kernel.
         pipeline_factory: ``checkpoint -> Pipeline``; lets ``load_state_dict`` rebuild the
             pipelines from DALI checkpoints (``create_loader`` passes one).
-        source: the ``Source`` the pipelines read: a decode error names the bad files, the labels'
-            encoding follows from it, and a saved state records its digest.
+        source: the ``Source`` the pipelines read: a saved state records its digest.
         layout: 'NCHW' or 'NHWC', the pipeline's image layout (where CutMix boxes go).
         fields: ``{output name: Rule}`` for pipelines with other outputs than
             ``(images, labels)`` (see ``dali_mixup.fields``); replaces ``num_classes``, ``dtype``,
             ``layout``. A ``SoftTarget`` whose ``label_smoothing`` is ``None`` takes the
             ``MixupConfig``'s.
-        mixer: the ``BatchMixer`` (sub)class that applies the fields' rules (e.g. one whose
-            box rule reads the labels field).
-        diagnose: ``(error, files) -> BadDataError`` naming the bad files when DALI fails on the
-            data (default: the image header scan; audio passes its own).
+        diagnose: ``error -> BadDataError`` naming the bad files when DALI fails on the data (the
+            sample kind's scanner; the loader front passes it). ``None``: DALI's error as it is.
+        config: what the pipelines were built with (``{"kind": ..., option: value}``), recorded
+            in a saved state; a state with other values is refused naming each one.
 
     Yields:
         ``[{"data": (N, ...) mixed images, "label": (N, C) float32 soft targets,
@@ -125,11 +124,11 @@ class DALIMixupIterator(DALIGenericIterator):
         num_classes: Optional[int] = None,
         dtype: Optional[torch.dtype] = None,
         pipeline_factory: Optional[Callable[[Optional[str]], Pipeline]] = None,
-        source: Optional[Source] = None,
+        source: Optional[Any] = None,
         layout: str = "NCHW",
         fields: Optional[Mapping[str, Rule]] = None,
-        mixer: Callable[[Mapping[str, Rule]], BatchMixer] = BatchMixer,
-        diagnose: Callable[[BaseException, Sequence[str]], BadDataError] = diagnose_read_error,
+        diagnose: Optional[Callable[[BaseException], BadDataError]] = None,
+        config: Optional[Mapping[str, Any]] = None,
     ) -> None:
         if mixup is not None and not isinstance(mixup, MixupConfig):
             raise TypeError(f"mixup must be a MixupConfig or None, got {type(mixup).__name__}")
@@ -142,14 +141,13 @@ class DALIMixupIterator(DALIGenericIterator):
             if dtype is not None and dtype not in IMAGE_DTYPES:
                 raise TypeError(f"dtype must be one of {', '.join(map(str, IMAGE_DTYPES))}; got {dtype!r}")
             self.num_classes = resolve_num_classes(num_classes, mixup.num_classes if mixup else None)
-            fields = classification_fields(self.num_classes, layout=layout, dtype=dtype, source=source,
-                                           label_smoothing=None)
+            fields = classification_fields(self.num_classes, layout=layout, dtype=dtype, label_smoothing=None)
         else:  # C from the first rule that has a class count (soft, multi-hot, mask targets)
             counts = [c for r in fields.values() if (c := getattr(r, "num_classes", None)) is not None]
             self.num_classes = counts[0] if counts else None
         self._fields = dict(fields)
-        self._make_mixer = mixer
         self._diagnose = diagnose
+        self._config = dict(config) if config is not None else None
         #: DALI's own arguments, kept to attach new pipelines on ``load_state_dict``
         self._dali_kwargs = dict(
             size=size, reader_name=reader_name, auto_reset=auto_reset, fill_last_batch=fill_last_batch,
@@ -183,15 +181,9 @@ class DALIMixupIterator(DALIGenericIterator):
         try:
             yield
         except RuntimeError as e:
-            if self.source is not None and self.source.files:
-                self._dead = self._diagnose(e, self.source.files)
-            elif self.source is not None and self.source.shards and self._diagnose is diagnose_read_error:
-                # WebDataset: name the shard and the sample key (DALI's message names neither)
-                from .validate import diagnose_shards
-
-                self._dead = diagnose_shards(e, self.source.shards, self.num_classes)
-            else:
+            if self._diagnose is None:
                 raise
+            self._dead = self._diagnose(e)
             raise self._dead from e
 
     @property
@@ -209,7 +201,7 @@ class DALIMixupIterator(DALIGenericIterator):
             resolve_num_classes(self.num_classes, config.num_classes)
             config = dataclasses.replace(config, num_classes=self.num_classes)
         self._mixup = config
-        self._mixer = self._make_mixer({
+        self._mixer = BatchMixer({
             name: dataclasses.replace(rule, label_smoothing=config.label_smoothing)
             if isinstance(rule, SoftTarget) and rule.label_smoothing is None else rule
             for name, rule in self._fields.items()
@@ -246,7 +238,8 @@ class DALIMixupIterator(DALIGenericIterator):
     # -- resume ------------------------------------------------------------------------------
     def identity(self) -> Dict[str, Any]:
         """What a saved state belongs to: the data set's digest, its size, the shard layout,
-        batch size and last-batch policy (see ``dali_mixup.state``)."""
+        batch size, last-batch policy and the configuration the pipelines were built with (see
+        ``dali_mixup.state``)."""
         shards, epoch_size = [], None
         reader = self._dali_kwargs["reader_name"]
         for p in self._pipes:
@@ -261,6 +254,7 @@ class DALIMixupIterator(DALIGenericIterator):
             "batch_size": [int(p.max_batch_size) for p in self._pipes],
             "last_batch_policy": self._dali_kwargs["last_batch_policy"].name,
             "pipelines": len(self._pipes),
+            "config": self._config,
         }
 
     def state_dict(self) -> Dict[str, Any]:
@@ -282,27 +276,48 @@ class DALIMixupIterator(DALIGenericIterator):
         ``checkpoint=state["dali"][i]`` (and ``enable_checkpointing=True``) before constructing
         the iterator, then call this to restore the mixup samplers.
 
-        Refused (``ValueError``, naming each difference) when the state belongs to other data,
-        shards, batch size or policy, or was saved with another seed. The saved ``MixupConfig``
+        Refused (``StateError``, a ``ValueError``, naming each difference) when the state belongs
+        to other data, shards, batch size, policy or configuration (another sample kind, shuffle,
+        features, masks, crop, ...), or was saved with another seed; a damaged state (a DALI
+        checkpoint or sampler entry that cannot be restored) is ``StateError`` too. The saved ``MixupConfig``
         is restored (e.g. mixup switched off for the last epochs stays off).
         """
         st = state_codec.decode(state)
         if len(st.checkpoints) != len(self._pipes):
-            raise ValueError(f"state is for {len(st.checkpoints)} pipeline(s), this iterator has {len(self._pipes)}")
+            raise StateError(f"load_state_dict: the state is for {len(st.checkpoints)} pipeline(s), this iterator "
+                             f"has {len(self._pipes)}")
         state_codec.check_identity(st.identity, self.identity())
         if st.seed is not None and st.seed != self._seed:
-            raise ValueError(f"load_state_dict: the state was saved with seed={st.seed}, this iterator has "
+            raise StateError(f"load_state_dict: the state was saved with seed={st.seed}, this iterator has "
                              f"seed={self._seed}; build it with seed={st.seed}")
+        samplers = []
+        for i, saved in enumerate(st.samplers):  # restored aside first: a damaged entry changes nothing
+            sampler = MixupSampler(st.mixup or self._mixup, 0)
+            try:
+                sampler.load_state_dict(saved)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+                raise StateError(f"load_state_dict: the state is damaged: sampler entry {i} cannot be restored "
+                                 f"({type(e).__name__}: {e})") from None
+            samplers.append(saved)
         if self._pipeline_factory is not None:
-            pipes = [self._pipeline_factory(cp) for cp in st.checkpoints]
+            pipes = []
+            for i, cp in enumerate(st.checkpoints):
+                try:
+                    pipe = self._pipeline_factory(cp)
+                    pipe.build()  # DALI restores the checkpoint here
+                except RuntimeError as e:
+                    raise StateError(f"load_state_dict: the state is damaged or does not fit this pipeline: DALI "
+                                     f"cannot restore checkpoint {i}: {str(e).strip().splitlines()[0] if str(e).strip() else e}"
+                                     ) from None
+                pipes.append(pipe)
             self._pipes = None  # drop the old pipelines (and their threads) before the new ones start
             self._attach(pipes if len(pipes) > 1 else pipes[0])
         elif not all(p.is_restored_from_checkpoint for p in self._pipes):
-            raise ValueError(
+            raise StateError(
                 "load_state_dict: these pipelines were not built from the checkpoints; build each with "
                 "checkpoint=state['dali'][i] before constructing the iterator"
             )
         if st.mixup is not None:
             self.mixup = st.mixup
-        for sampler, saved in zip(self._samplers, st.samplers):
+        for sampler, saved in zip(self._samplers, samplers):
             sampler.load_state_dict(saved)

@@ -1,7 +1,8 @@
-"""``create_loader``: the mixup iterator for the common case, in one call.
+"""The image kind: ``create_loader``, the mixup iterator for image classification in one call.
 
-The options are resolved and validated once (``dali_mixup.spec.LoaderSpec``); the pipeline and
-the iterator are built from that spec.
+A thin wrapper of the one front: ``create_loader(...)`` is ``build_loader("image", ...)``. The
+image options are resolved once by ``dali_mixup.spec.LoaderSpec``, the shared ones by
+``dali_mixup.options.LoaderOptions``; ``dali_mixup.front`` builds the pipeline and the iterator.
 """
 
 from __future__ import annotations
@@ -9,10 +10,15 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple, Union
 
 from .config import MixupConfig
-from .spec import DTYPES as _DTYPES  # noqa: F401  (kept for older imports)
-from .spec import Device, LoaderSpec, distributed_defaults, resolve_device
+from .constants import IMAGENET_MEAN, IMAGENET_STD, PREFETCH_QUEUE_DEPTH
+from .front import Kind, build_loader
+from .options import Device
+from .spec import LoaderSpec
 
-__all__ = ["Device", "LoaderSpec", "create_loader", "distributed_defaults", "loader_from_spec", "resolve_device"]
+__all__ = ["KIND", "create_loader"]
+
+#: the image kind as the front knows it
+KIND = Kind("image", LoaderSpec.resolve, default_validate=False, samples="images")
 
 
 def create_loader(
@@ -31,19 +37,19 @@ def create_loader(
     num_shards: Optional[int] = None,
     dtype: str = "float32",
     layout: str = "NCHW",
-    last_batch_policy=None,
+    last_batch_policy="PARTIAL",
     auto_reset: bool = True,
     scale: Tuple[float, float] = (0.08, 1.0),
     ratio: Tuple[float, float] = (3 / 4, 4 / 3),
     flip_prob: float = 0.5,
-    mean: Sequence[float] = (0.485, 0.456, 0.406),
-    std: Sequence[float] = (0.229, 0.224, 0.225),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
     resize_shorter: Optional[int] = None,
     hw_decoder_load: float = 0.65,
     num_classes: Optional[int] = None,
     device_id: Optional[int] = None,
-    prefetch_queue_depth: int = 2,
-    validate: bool = False,
+    prefetch_queue_depth: int = PREFETCH_QUEUE_DEPTH,
+    validate: Optional[bool] = None,
     on_error: str = "raise",
     max_pixels: Optional[int] = None,
     allow_repeats: bool = False,
@@ -63,7 +69,8 @@ def create_loader(
             'cpu' (DALI CPU backend + CPU twin).
         num_threads: DALI CPU threads; default: the CPU cores divided among local ranks.
         seed: seeds DALI (shuffle, crops, flips) and the mixup sampler: same seed, same batches.
-        shard_id, num_shards: default to rank and world size under ``torch.distributed``/torchrun.
+        shard_id, num_shards: default to the global rank and world size under torchrun (several
+            nodes included) or ``torch.distributed``.
         dtype: 'float32', 'float16', 'bfloat16' (cast by the mixup kernel) or 'uint8' (no
             normalisation).
         layout: 'NCHW' or 'NHWC'.
@@ -79,7 +86,8 @@ def create_loader(
         num_classes: C; default: ``mixup.num_classes``, else the dataset's class count.
         device_id: CUDA device; default the local rank.
         prefetch_queue_depth: batches DALI prepares ahead.
-        validate: scan every file's header before training (``dali_mixup.validate``): missing,
+        validate: scan every file's header before training (``dali_mixup.validate``; default
+            ``None``: off for images): missing,
             empty, truncated, not an image, too many pixels. Bad files raise or are skipped as
             ``on_error`` says. Without it, a bad file raises at the batch that meets it, naming
             the file.
@@ -96,76 +104,8 @@ def create_loader(
             ``dtype='uint8'``.
 
     Returns:
-        ``DALIMixupIterator``, with ``.source`` (the resolved ``Source``) and ``.classes``;
+        ``DALIMixupIterator``, with ``.source`` (the resolved ``Source``), ``.classes``,
+        ``.options`` (the resolved shared options) and ``.spec`` (the ``LoaderSpec``);
         ``state_dict()``/``load_state_dict()`` resume it mid-epoch.
     """
-    args = dict(locals())
-    return loader_from_spec(LoaderSpec.resolve(**args))
-
-
-def loader_from_spec(spec: LoaderSpec):
-    """The pipeline and the ``DALIMixupIterator`` of a resolved ``LoaderSpec``."""
-    from nvidia.dali.plugin.base_iterator import LastBatchPolicy
-
-    from .iterator import DALIMixupIterator
-    from .pipeline import READER_NAME, train_pipeline, val_pipeline
-
-    build = train_pipeline if spec.train else val_pipeline
-    kwargs = spec.pipeline_kwargs()
-
-    def make_pipeline(checkpoint=None):
-        return build(checkpoint=checkpoint, **kwargs)
-
-    if spec.fused_normalize:
-        from .fields import MirrorFlags, NormalizeBlend
-        from .iterator import classification_fields
-
-        fields = classification_fields(spec.num_classes, source=spec.source, label_smoothing=None)
-        fields["data"] = NormalizeBlend(mean=spec.mean, std=spec.std, layout=spec.layout, dtype=spec.torch_dtype,
-                                        mirror="mirror" if spec.train else None)
-        if spec.train:
-            fields["mirror"] = MirrorFlags()
-        layout_args = dict(fields=fields)
-    else:
-        layout_args = dict(num_classes=spec.num_classes, dtype=spec.torch_dtype, layout=spec.layout)
-    it = DALIMixupIterator(
-        make_pipeline(),
-        reader_name=READER_NAME,
-        auto_reset=spec.auto_reset,
-        last_batch_policy=LastBatchPolicy[spec.last_batch_policy.value],
-        mixup=spec.mixup,
-        seed=spec.seed,
-        pipeline_factory=make_pipeline,
-        source=spec.source,
-        **layout_args,
-    )
-    it.spec = spec
-    return it
-
-
-#: the sample kinds ``build_loader`` knows, each with its ``create_*`` function
-KINDS = ("image", "audio", "detection", "volume")
-
-
-def build_loader(kind: str, **options):
-    """The loader of one sample kind: ``build_loader("image", root=..., batch_size=64, ...)``.
-
-    Args:
-        kind: one of ``KINDS`` ('image', 'audio', 'detection', 'volume').
-        **options: the arguments of that kind's ``create_*`` function (the shared ones —
-            ``device``, ``device_id``, ``shard_id``, ``num_shards``, ``num_threads``, ``seed``,
-            ``last_batch_policy``, ``prefetch_queue_depth``, ``on_error``, ``validate``,
-            ``auto_reset`` — have the same names and defaults for every kind).
-    """
-    if kind == "image":
-        return create_loader(**options)
-    if kind == "audio":
-        from .audio import create_audio_loader
-        return create_audio_loader(**options)
-    if kind == "detection":
-        from .detection import create_detection_loader
-        return create_detection_loader(**options)
-    if kind == "volume":
-        from .volume import create_volume_loader
-        return create_volume_loader(**options)
-    raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    return build_loader("image", **locals())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import glob
 import os
+import re
 import tarfile
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
@@ -44,6 +45,7 @@ class Source:
         classes: class names; for a folder the sorted sub-folder names (as torchvision's
             ImageFolder), for a file list and shards the class indices as strings.
         shards: ``.tar`` paths (WebDataset).
+        shard_samples: the samples (``cls`` members) in the shards.
     """
 
     kind: SourceKind
@@ -51,10 +53,16 @@ class Source:
     labels: Tuple[int, ...] = ()
     classes: Tuple[str, ...] = ()
     shards: Tuple[str, ...] = ()
+    shard_samples: int = 0
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per epoch: the files, or the shards' samples."""
+        return self.shard_samples if self.kind is SourceKind.WEBDATASET else len(self.files)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -86,6 +94,11 @@ def _walk_class(root: str, top: str, seen: set, extensions: Tuple[str, ...]) -> 
             if e.is_dir():  # follows links
                 subdirs.append(e.path)
             elif e.name.lower().endswith(extensions):
+                try:
+                    e.path.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(f"root: {root!r}: the file name {os.fsencode(e.path)!r} is not UTF-8; DALI's "
+                                     "readers take UTF-8 paths: rename it") from None
                 files.append(e.path)
         stack.extend(reversed(subdirs))
     return files, loops
@@ -139,18 +152,41 @@ def folder_source(root: str, given: Optional[Sequence[str]] = None,
     return Source(SourceKind.FOLDER, tuple(files), tuple(labels), tuple(classes))
 
 
-def _file_list(path: str, allow_repeats: bool = False) -> Source:
+_LABELS = re.compile(r"^(.*?\S)\s+(\S+(?:\s*,\s*\S+)*)$")  # '<path> <label>[, <label>...]'
+_INT = re.compile(r"[+-]?\d+")
+
+
+def parse_file_list(path: str, *, multi_label: bool = False, allow_repeats: bool = False,
+                    not_a_list: Tuple[Tuple[str, ...], str] = ((), "")
+                    ) -> Tuple[Tuple[str, ...], Tuple[Tuple[int, ...], ...]]:
+    """The one file-list parser of every sample kind: ``<path> <label>`` lines, or with
+    ``multi_label`` ``<path> <l1>,<l2>`` (spaces around the commas allowed). Relative paths are
+    relative to the list; empty lines and ``#`` comments are skipped.
+
+    Refused, each naming the list, the line and what is wrong: a list that is not UTF-8 (the
+    byte and column; a UTF-8 byte-order mark is fine), a line without a label, a label that is
+    not an integer (``1.7``), negative, or an implausible class id (>= ``MAX_CLASSES``, before
+    anything is allocated for it), several labels without ``multi_label``, a file that does not
+    exist, one file listed with two different labels. A file listed twice with the same labels is
+    served twice: warned about unless ``allow_repeats``. ``not_a_list``: ``(extensions, what)``
+    of data files given by mistake as the list (an image instead of a list of images).
+
+    Returns:
+        ``(files, label_sets)``: the full paths and each file's labels (sorted, one for single
+        labels).
+    """
     from .checks import MAX_CLASSES
 
     if not os.path.isfile(path):
         raise ValueError(f"file_list: {path!r} does not exist or is not a file")
-    if path.lower().endswith(IMG_EXTENSIONS):
-        raise ValueError(f"file_list: {path!r} is an image, not a data set (give a folder root/<class>/<image>, "
-                         "a text file of '<path> <label>' lines, or WebDataset shards)")
+    if not_a_list[0] and path.lower().endswith(not_a_list[0]):
+        raise ValueError(f"file_list: {path!r} is {not_a_list[1]}, not a data set (give a text file of "
+                         "'<path> <label>' lines)")
     base = os.path.dirname(os.path.abspath(path))
-    files, labels = [], []
+    files, sets = [], []
     first_seen: dict = {}
     repeats = []
+    expected = "'<path> <label>[,<label>...]'" if multi_label else "'<path> <label>'"
     with open(path, "rb") as f:
         raw_lines = f.read().split(b"\n")
     for lineno, raw in enumerate(raw_lines, 1):
@@ -163,33 +199,38 @@ def _file_list(path: str, allow_repeats: bool = False) -> Source:
                              f"{e.start + 1}); save the list as UTF-8") from None
         if not line or line.startswith("#"):
             continue
-        parts = line.rsplit(maxsplit=1)
-        if len(parts) != 2:
-            raise ValueError(f"file_list: {path}:{lineno}: expected '<path> <label>', got {line!r}")
-        name, label = parts
-        try:
-            label = int(label)
-        except ValueError:
-            raise ValueError(f"file_list: {path}:{lineno}: label {label!r} is not an integer") from None
-        if label < 0:
-            raise ValueError(f"file_list: {path}:{lineno}: label {label} is negative")
-        if label >= MAX_CLASSES:
-            raise ValueError(f"file_list: {path}:{lineno}: label {label} is not a plausible class id "
-                             f"(>= {MAX_CLASSES}); a typo?")
+        m = _LABELS.match(line)
+        if m is None:
+            raise ValueError(f"file_list: {path}:{lineno}: expected {expected}, got {line!r}")
+        name, text = m.group(1), m.group(2)
+        tokens = [t.strip() for t in text.split(",")]
+        for t in tokens:
+            if not _INT.fullmatch(t):
+                raise ValueError(f"file_list: {path}:{lineno}: label {t!r} is not an integer")
+            if int(t) < 0:
+                raise ValueError(f"file_list: {path}:{lineno}: label {int(t)} is negative")
+            if len(t) > 9 or int(t) >= MAX_CLASSES:
+                raise ValueError(f"file_list: {path}:{lineno}: label {t} is not a plausible class id "
+                                 f"(>= {MAX_CLASSES}); a typo?")
+        labels = tuple(sorted({int(t) for t in tokens}))
+        if len(labels) > 1 and not multi_label:
+            raise ValueError(f"file_list: {path}:{lineno}: {name!r} has several labels {text!r}; one label per "
+                             "file here (multi-label data: multi_label=...)")
         full = name if os.path.isabs(name) else os.path.join(base, name)
         if not os.path.isfile(full):
             raise ValueError(f"file_list: {path}:{lineno}: file {full!r} does not exist")
         key = os.path.realpath(full)
         if key in first_seen:
-            was_line, was_label = first_seen[key]
-            if was_label != label:
-                raise ValueError(f"file_list: {path}:{lineno}: {name!r} is listed with label {label} here and "
-                                 f"with label {was_label} on line {was_line}")
+            was_line, was_labels = first_seen[key]
+            if was_labels != labels:
+                shown = lambda ls: ",".join(map(str, ls))  # noqa: E731
+                raise ValueError(f"file_list: {path}:{lineno}: {name!r} is listed with label {shown(labels)} here "
+                                 f"and with label {shown(was_labels)} on line {was_line}")
             repeats.append(f"{name} (lines {was_line} and {lineno})")
         else:
-            first_seen[key] = (lineno, label)
+            first_seen[key] = (lineno, labels)
         files.append(full)
-        labels.append(label)
+        sets.append(labels)
     if not files:
         raise ValueError(f"file_list: {path!r} lists no files")
     if repeats and not allow_repeats:
@@ -197,7 +238,16 @@ def _file_list(path: str, allow_repeats: bool = False) -> Source:
             f"file_list: {path}: {len(repeats)} file(s) listed more than once are served that many times per "
             f"epoch: {repeats[:10]}. Remove the repeats, or pass allow_repeats=True if they are on purpose."
         )
-    return Source(SourceKind.FILE_LIST, tuple(files), tuple(labels), tuple(str(i) for i in range(max(labels) + 1)))
+    return tuple(files), tuple(sets)
+
+
+def list_source(path: str, *, allow_repeats: bool = False, not_a_list: Tuple[Tuple[str, ...], str] = ((), "")
+                ) -> Source:
+    """A single-label ``Source`` (kind ``FILE_LIST``) from ``parse_file_list``; classes are
+    ``"0" .. str(max label)``."""
+    files, sets = parse_file_list(path, allow_repeats=allow_repeats, not_a_list=not_a_list)
+    labels = tuple(s[0] for s in sets)
+    return Source(SourceKind.FILE_LIST, files, labels, tuple(str(i) for i in range(max(labels) + 1)))
 
 
 def _shard_paths(shards) -> Tuple[str, ...]:
@@ -245,13 +295,14 @@ def check_shard(path: str) -> None:
         raise ValueError(f"shards: {path!r} is damaged{after}: {e}") from None
 
 
-def scan_shard_classes(paths: Sequence[str], num_classes: Optional[int] = None) -> int:
-    """Number of classes in WebDataset shards: 1 + the largest ``.cls`` value (reads the tars).
+def scan_shard_classes(paths: Sequence[str], num_classes: Optional[int] = None) -> Tuple[int, int]:
+    """``(classes, samples)`` of WebDataset shards: 1 + the largest ``.cls`` value, and the number
+    of ``.cls`` members (reads the tars).
 
     With ``num_classes``, every ``.cls`` value must lie in ``[0, num_classes)``; one outside
     is a ``ValueError`` naming the shard and the sample (member) it belongs to, before any batch
     (the label check at batch time cannot say which sample it was)."""
-    top = -1
+    top, samples = -1, 0
     for p in paths:
         check_shard(p)
         with tarfile.open(p) as tf:
@@ -266,9 +317,10 @@ def scan_shard_classes(paths: Sequence[str], num_classes: Optional[int] = None) 
                         raise ValueError(f"shards: {p}: member {m.name!r} has label {value}, outside "
                                          f"[0, num_classes={num_classes})")
                     top = max(top, value)
+                    samples += 1
     if top < 0:
         raise ValueError(f"shards: no '.{WDS_LABEL_EXT}' members in {list(paths)}")
-    return top + 1
+    return top + 1, samples
 
 
 def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike] = None, shards=None,
@@ -299,9 +351,9 @@ def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike
     if root is not None:
         return folder_source(os.fspath(root), classes)
     if file_list is not None:
-        return _file_list(os.fspath(file_list), allow_repeats=allow_repeats)
+        return list_source(os.fspath(file_list), allow_repeats=allow_repeats, not_a_list=(IMG_EXTENSIONS, "an image"))
     paths = _shard_paths(shards)
-    n = scan_shard_classes(paths, num_classes)  # checks each tar, and each label against num_classes
+    n, samples = scan_shard_classes(paths, num_classes)  # checks each tar, and each label against num_classes
     if num_classes is not None:
         n = num_classes
-    return Source(SourceKind.WEBDATASET, classes=tuple(str(i) for i in range(n)), shards=paths)
+    return Source(SourceKind.WEBDATASET, classes=tuple(str(i) for i in range(n)), shards=paths, shard_samples=samples)

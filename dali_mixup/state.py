@@ -19,6 +19,12 @@ from typing import Any, Dict, List, Optional
 from .config import MixupConfig
 
 FORMAT = "dali-mixup/2"
+
+
+class StateError(ValueError):
+    """A state that cannot be loaded: saved by another loader (other data, layout, sample kind or
+    configuration: the message names each difference) or damaged."""
+
 #: states written before the identity, config and seed were recorded: still loadable, unchecked
 LEGACY_FORMATS = ("dali-mixup/1",)
 
@@ -67,15 +73,17 @@ def encode(state: IteratorState) -> Dict[str, Any]:
 def decode(data: Any) -> IteratorState:
     if not isinstance(data, dict) or (data.get("format") != FORMAT and data.get("format") not in LEGACY_FORMATS):
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"state is not a {FORMAT} state_dict (got keys {got})")
+        raise StateError(f"state is not a {FORMAT} state_dict (got keys {got})")
     try:
         checkpoints = [base64.b64decode(cp.encode("ascii")) for cp in data["dali"]]
         samplers = list(data["samplers"])
         mixup = MixupConfig(**data["mixup"]) if data.get("mixup") is not None else None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ValueError(f"state_dict is damaged: {type(e).__name__}: {e}") from None
+        raise StateError(f"state_dict is damaged: {type(e).__name__}: {e}") from None
+    if not all(isinstance(s, dict) for s in samplers):
+        raise StateError("state_dict is damaged: a sampler entry is not a dict")
     if len(checkpoints) != len(samplers):
-        raise ValueError(f"state_dict is damaged: {len(checkpoints)} DALI checkpoints but {len(samplers)} sampler states")
+        raise StateError(f"state_dict is damaged: {len(checkpoints)} DALI checkpoints but {len(samplers)} sampler states")
     return IteratorState(checkpoints, samplers, mixup, data.get("seed"), data.get("identity") or {})
 
 
@@ -93,6 +101,15 @@ def check_identity(saved: Dict[str, Any], current: Dict[str, Any]) -> None:
     """Refuse a state saved for other data or another layout; the message names every difference.
     Keys missing on either side (a legacy state, an iterator without a source) are not compared."""
     diffs = []
+    saved_config, config = saved.get("config"), current.get("config")
+    if isinstance(saved_config, dict) and isinstance(config, dict):
+        for key in sorted(set(saved_config) | set(config), key=lambda k: (k != "kind", k)):
+            a, b = saved_config.get(key, "(not set)"), config.get(key, "(not set)")
+            if _plain(a) != _plain(b):
+                diffs.append(f"{key}: state {a!r}, this loader {b!r}")
+        if saved_config.get("kind") != config.get("kind"):  # another kind: the rest says nothing more
+            raise StateError(f"load_state_dict: this state belongs to a {saved_config.get('kind')!r} loader, this "
+                             f"is a {config.get('kind')!r} loader")
     for key, what in _WHAT.items():
         if key in saved and key in current and saved[key] is not None and current[key] is not None:
             if _plain(saved[key]) != _plain(current[key]):
@@ -101,11 +118,13 @@ def check_identity(saved: Dict[str, Any], current: Dict[str, Any]) -> None:
                 else:
                     diffs.append(f"{what}: state {saved[key]!r}, this iterator {current[key]!r}")
     if diffs:
-        raise ValueError("load_state_dict: this state belongs to another loader; " + "; ".join(diffs))
+        raise StateError("load_state_dict: this state belongs to another loader; " + "; ".join(diffs))
 
 
 def _plain(v):
     """Tuples and lists compare equal once through JSON."""
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
     return v

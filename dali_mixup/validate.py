@@ -26,11 +26,13 @@ import os
 import stat
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Tuple
 
 from .checks import warn_user
 
 __all__ = [
+    "BadDataError",
+    "DataError",
     "DALI_IMAGE_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
     "BadFilesWarning",
@@ -40,6 +42,9 @@ __all__ = [
     "ValidationError",
     "diagnose_shards",
     "filter_files",
+    "filter_paths",
+    "scan_path",
+    "scan_paths",
     "scan_file",
     "scan_files",
     "scan_shards",
@@ -87,8 +92,15 @@ class Problem:
         return f"{self.path}: {self.reason}"
 
 
-class ValidationError(ValueError):
-    """Bad input files. ``problems`` lists every one; the message names up to 20 of them."""
+class DataError(Exception):
+    """The family of every bad-data error: the data cannot be served as it is. Found up front
+    (``ValidationError``, a ``ValueError``, and its kinds' subclasses such as detection's
+    ``BadAnnotationError``) or at a batch (``BadDataError``, a ``RuntimeError``)."""
+
+
+class ValidationError(DataError, ValueError):
+    """Bad input files, found before training. ``problems`` lists every one; the message names up
+    to 20 of them."""
 
     def __init__(self, problems: Sequence[Problem], total: Optional[int] = None, what: str = "files"):
         self.problems = list(problems)
@@ -456,16 +468,15 @@ def _identify(fb: _File, max_pixels: int) -> Optional[tuple[ProblemKind, str]]:
 # --- public API ---------------------------------------------------------------------------
 
 
-def scan_file(path: "os.PathLike[str] | str", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Optional[Problem]:
-    """Check one file's header and tail.
+#: a format scanner: ``identify(f, size)`` reads the open file ``f`` of ``size`` bytes (> 0) and
+#: returns ``None`` or ``(ProblemKind, reason)``; ``scan_path`` does what every format shares
+Identify = Callable[[BinaryIO, int], Optional[Tuple[ProblemKind, str]]]
 
-    Args:
-        path: the image file.
-        max_pixels: largest ``width * height`` a header may claim.
 
-    Returns:
-        ``None`` when nothing is wrong that a header can show, else a ``Problem``.
-    """
+def scan_path(path: "os.PathLike[str] | str", identify: Identify) -> Optional[Problem]:
+    """One file through the scan every sample kind shares: it must exist (a broken link is named),
+    be a regular file (a FIFO named ``x.npy`` would block the reader forever; a directory, a
+    socket or a device is refused), be readable and not empty; then the format's ``identify``."""
     p = os.fspath(path)
     try:
         st = os.stat(p)  # follows symbolic links; also keeps open() off FIFOs
@@ -476,17 +487,84 @@ def scan_file(path: "os.PathLike[str] | str", *, max_pixels: int = DEFAULT_MAX_P
     except OSError as e:
         return Problem(p, ProblemKind.UNREADABLE, f"cannot stat: {e.strerror or e}")
     if stat.S_ISDIR(st.st_mode):
-        return Problem(p, ProblemKind.NOT_A_FILE, "is a directory, not an image file")
+        return Problem(p, ProblemKind.NOT_A_FILE, "is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
         return Problem(p, ProblemKind.NOT_A_FILE, "not a regular file (FIFO, socket or device)")
     if st.st_size == 0:
         return Problem(p, ProblemKind.EMPTY, "empty file (0 bytes)")
     try:
         with open(p, "rb") as f:
-            found = _identify(_File(f, st.st_size), max_pixels)
+            found = identify(f, st.st_size)
     except OSError as e:
         return Problem(p, ProblemKind.UNREADABLE, f"cannot read: {e.strerror or e}")
     return None if found is None else Problem(p, found[0], found[1])
+
+
+def scan_paths(paths: Iterable["os.PathLike[str] | str"], identify: Identify, *,
+               workers: Optional[int] = None) -> list[Problem]:
+    """``scan_path`` over many files, in threads from 64 files on (interruptible: Ctrl-C stops
+    it at once); the problems come back in the order of ``paths``.
+
+    Args:
+        paths: the files.
+        identify: the format's scanner (``Identify``).
+        workers: threads reading files (``None``: ``min(32, cpu_count + 4)``; 1: no threads).
+            Threads pay off on network file systems, where each open waits on the server.
+    """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be None or a positive int, got {workers!r}")
+    paths = [os.fspath(p) for p in paths]
+    if workers == 1 or len(paths) < 64:
+        found = [scan_path(p, identify) for p in paths]
+    else:
+        found = _scan_in_threads(paths, identify, workers or min(32, (os.cpu_count() or 1) + 4))
+    return [p for p in found if p is not None]
+
+
+def filter_paths(paths: Sequence["os.PathLike[str] | str"], labels: Optional[Sequence], identify: Identify, *,
+                 on_error: "OnError | str" = OnError.RAISE, noun: str = "image",
+                 workers: Optional[int] = None) -> tuple[list[str], Optional[list]]:
+    """Scan ``paths`` (``scan_paths``) and act on what is found, as ``on_error`` says (``OnError``):
+    ``ValidationError`` naming every bad file, or ``(kept_paths, kept_labels)`` in the input order
+    and one ``BadFilesWarning`` listing what was left out. ``noun`` names the files in messages
+    ("image", "audio", "volume"); ``labels`` may be any per-file values, or ``None``."""
+    mode = _enum_arg(OnError, on_error, "on_error")
+    paths = [os.fspath(p) for p in paths]
+    if labels is not None:
+        labels = list(labels)
+        if len(labels) != len(paths):
+            raise ValueError(f"labels has {len(labels)} entries but paths has {len(paths)}")
+    problems = scan_paths(paths, identify, workers=workers)
+    if not problems:
+        return paths, labels
+    what = "files" if noun == "image" else f"{noun} files"
+    if mode is OnError.RAISE:
+        raise ValidationError(problems, total=len(paths), what=what)
+    bad = {p.path for p in problems}
+    keep = [i for i, p in enumerate(paths) if p not in bad]
+    if not keep:
+        raise ValidationError(problems, total=len(paths), what=f"{what} (all of them)")
+    warn_user(_describe(problems, len(paths), f"files left out (bad {noun} files)"), BadFilesWarning)
+    return [paths[i] for i in keep], (None if labels is None else [labels[i] for i in keep])
+
+
+def _image_identify(max_pixels: int) -> Identify:
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    return lambda f, size: _identify(_File(f, size), max_pixels)
+
+
+def scan_file(path: "os.PathLike[str] | str", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Optional[Problem]:
+    """Check one image file's header and tail (``scan_path`` with the image formats).
+
+    Args:
+        path: the image file.
+        max_pixels: largest ``width * height`` a header may claim.
+
+    Returns:
+        ``None`` when nothing is wrong that a header can show, else a ``Problem``.
+    """
+    return scan_path(path, _image_identify(max_pixels))
 
 
 def scan_files(
@@ -495,7 +573,7 @@ def scan_files(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: Optional[int] = None,
 ) -> list[Problem]:
-    """Check many files' headers and tails; the problems come back in the order of ``paths``.
+    """Check many image files' headers and tails; the problems come back in the order of ``paths``.
 
     Reads at most 16 KiB from the start and 4 KiB from the end of a sound file (more only for
     a JPEG with a long header or data after its end marker).
@@ -504,26 +582,16 @@ def scan_files(
         paths: image files.
         max_pixels: largest ``width * height`` a header may claim (``DEFAULT_MAX_PIXELS`` is
             Pillow's limit, 89,478,485).
-        workers: threads reading files (``None``: ``min(32, cpu_count + 4)``; 1: no threads).
-            Threads pay off on network file systems, where each open waits on the server.
+        workers: as ``scan_paths``.
 
     Returns:
         One ``Problem`` per bad file; empty when every file passed.
     """
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be None or a positive int, got {workers!r}")
-    paths = [os.fspath(p) for p in paths]
-    if workers == 1 or len(paths) < 64:
-        found = [scan_file(p, max_pixels=max_pixels) for p in paths]
-    else:
-        found = _scan_in_threads(paths, max_pixels, workers or min(32, (os.cpu_count() or 1) + 4))
-    return [p for p in found if p is not None]
+    return scan_paths(paths, _image_identify(max_pixels), workers=workers)
 
 
-def _scan_in_threads(paths: list, max_pixels: int, workers: int, chunk: int = 64) -> list:
-    """``scan_file`` over ``paths`` in daemon threads, interruptible.
+def _scan_in_threads(paths: list, identify: Identify, workers: int, chunk: int = 64) -> list:
+    """``scan_path`` over ``paths`` in daemon threads, interruptible.
 
     Not a ``ThreadPoolExecutor``: on Ctrl-C its ``shutdown(wait=True)`` waits for the whole
     queue, and a ``KeyboardInterrupt`` landing while the main thread holds a future's lock
@@ -551,7 +619,7 @@ def _scan_in_threads(paths: list, max_pixels: int, workers: int, chunk: int = 64
                 for i in range(start, min(start + chunk, len(paths))):
                     if stop.is_set():
                         break
-                    found[i] = scan_file(paths[i], max_pixels=max_pixels)
+                    found[i] = scan_path(paths[i], identify)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             done.put(e)
         else:
@@ -584,7 +652,8 @@ def filter_files(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: Optional[int] = None,
 ) -> tuple[list[str], Optional[list]]:
-    """Scan ``paths`` and act on what is found, as ``on_error`` says (see ``OnError``).
+    """Scan image files and act on what is found, as ``on_error`` says (``filter_paths`` with
+    the image formats).
 
     Args:
         paths: image files.
@@ -601,26 +670,11 @@ def filter_files(
         ValidationError: ``on_error="raise"`` and a file is bad, or no file is left.
         ValueError: bad arguments (each names the argument).
     """
-    mode = _enum_arg(OnError, on_error, "on_error")
-    paths = [os.fspath(p) for p in paths]
-    if labels is not None:
-        labels = list(labels)
-        if len(labels) != len(paths):
-            raise ValueError(f"labels has {len(labels)} entries but paths has {len(paths)}")
-    problems = scan_files(paths, max_pixels=max_pixels, workers=workers)
-    if not problems:
-        return paths, labels
-    if mode is OnError.RAISE:
-        raise ValidationError(problems, total=len(paths))
-    bad = {p.path for p in problems}
-    keep = [i for i, p in enumerate(paths) if p not in bad]
-    if not keep:
-        raise ValidationError(problems, total=len(paths), what="files (all of them)")
-    warn_user(_describe(problems, len(paths), "files left out (bad image files)"), BadFilesWarning)
-    return [paths[i] for i in keep], (None if labels is None else [labels[i] for i in keep])
+    return filter_paths(paths, labels, _image_identify(max_pixels), on_error=on_error, noun="image",
+                        workers=workers)
 
 
-class BadDataError(RuntimeError):
+class BadDataError(DataError, RuntimeError):
     """DALI failed on the data; the message names the bad files where a header scan finds them.
     The iterator that raised it is dead: every later ``next()`` raises it again."""
 

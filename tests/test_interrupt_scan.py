@@ -27,17 +27,17 @@ CHILD = textwrap.dedent("""
     from dali_mixup import validate
 
     mode, root = sys.argv[1], sys.argv[2]
-    real = validate.scan_file
+    real = validate.scan_path  # the scan every sample kind shares
     said = []
 
-    def slow(path, **kw):  # the scan lasts seconds whatever the disk: the signal lands inside it
+    def slow(path, *a, **kw):  # the scan lasts seconds whatever the disk: the signal lands inside it
         if not said:
             said.append(1)
             print("SCANNING", flush=True)
         time.sleep(0.002)
-        return real(path, **kw)
+        return real(path, *a, **kw)
 
-    validate.scan_file = slow
+    validate.scan_path = slow
     try:
         if mode == "scan":
             import glob

@@ -87,7 +87,7 @@ def test_explicit_num_shards_without_shard_id_under_torchrun_is_an_error(root, m
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="shard_id"):
         small(root, num_shards=4)
-    assert small(root, num_shards=4, shard_id=3).spec.shard_id == 3
+    assert small(root, num_shards=4, shard_id=3).options.shard_id == 3
 
 
 def test_partial_with_uneven_shards_hands_out_empty_batches_and_loses_nothing(tmp_path):

@@ -16,18 +16,28 @@ Rows (``--peers``):
 * ``dali-torch``: DALI's iterator + eager torch mixup (DeepLearningExamples' ``MixUpWrapper``);
   a GPU row, on the CPU only when asked for;
 * ``torchvision``: ``ImageFolder`` + ``DataLoader`` (all cores as workers, pinned memory with
-  CUDA) + ``transforms.v2.MixUp``: the CPU baseline every ratio is taken against.
+  CUDA) + ``transforms.v2.MixUp``: the CPU baseline every ratio is taken against;
+* ``timm``: timm's ``create_dataset`` + ``create_loader`` with ``FastCollateMixup`` (same α,
+  batch, image size and workers as ``torchvision``); on a GPU with timm's prefetcher (a
+  normalised batch on the device), on the CPU without it (uint8, not normalised).
 
-Method: every row is built first; then the rows run in rounds, one epoch each per round, in
-turn, so background load that drifts reaches all rows alike. The first ``--warmup`` rounds are
-not timed, then ``--epochs`` timed rounds. A round is one epoch, or on a GPU (where an epoch of
-the built-in set lasts a fraction of a second) whole epochs until ``--min-seconds`` (default 2)
-have passed. An epoch's time runs from the iterator's reset to its last batch (synchronised on
-a GPU); no row works in the background while another is timed. Reported: median images/s over
-the timed rounds, min and max, and the ratios of the medians to the baseline and to plain DALI;
-for our row also the host time per batch spent in DALI's ``next`` and in mixing (sampling,
-copies of λ/partners/labels, kernel launches; on a GPU the mix is queued, not waited for). Results go to
-``<out>/bench-<hardware>.json`` and ``.png``.
+Method: every row is built first; then the rows run in rounds, in turn, so background load that
+drifts reaches all rows alike. The first ``--warmup`` rounds are not timed, then ``--epochs``
+timed rounds. A round is whole epochs, repeated until it has delivered at least
+``MIN_BATCHES_BEYOND_PREFETCH`` batches more than the row can hold ready before the round starts
+(its prefetch depth: DALI's queue, or a DataLoader's workers x prefetch factor) and has lasted
+``--min-seconds`` (default 2 s on a GPU, 1 s on the CPU). A data set smaller than one batch is
+refused (exit 2). An epoch's time runs from the iterator's reset to its last batch (synchronised
+on a GPU). Reported: median images/s over the timed rounds, min and max, spread, and the ratios
+of the medians to the baseline and to plain DALI; a row with fewer than two timed rounds or a
+spread above ``UNTRUSTED_SPREAD_PCT`` is marked untrusted, and no target verdict is drawn from
+it. For our row also the host time per batch spent in DALI's ``next`` and in mixing (sampling,
+copies of λ/partners/labels, kernel launches; on a GPU the mix is queued, not waited for).
+Results go to ``<out>/bench-<hardware>.json`` (rewritten after every round, ``"complete":
+false`` until the end) and ``.png``.
+
+Logs: a progress bar on a terminal; elsewhere (a file, a CI log) one line per stage and per
+row and round with the same figures; ``--quiet``: the table alone.
 
 Without ``--data`` the built-in synthetic ImageNet-like set is used (``dali_mixup.tools.datasets``),
 generated once into the user's cache directory.
@@ -50,8 +60,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .meta import cpu_busy, cpu_cores, hardware_slug, metadata, slug
 
-SCHEMA = "dali-mixup-bench/1"
-ROWS = ("ours", "dali", "dali-mixup", "dali-torch", "torchvision")
+#: /2: rows carry ``trusted``/``trust_note``/``prefetch_depth``/``min_batches``, targets a
+#: ``verdict`` (``met``/``missed``/``withheld``/``not measured``; ``met`` is None unless a verdict
+#: was drawn), the file a ``complete`` flag (it is rewritten after every round)
+SCHEMA = "dali-mixup-bench/2"
+ROWS = ("ours", "dali", "dali-mixup", "dali-torch", "torchvision", "timm")
 #: rows run only when named in --peers (after ``ours`` in the table)
 EXTRA_ROWS = ("ours-fused",)
 ALL_ROWS = ("ours", "ours-fused") + ROWS[1:]
@@ -62,25 +75,43 @@ LABELS = {
     "dali-mixup": "DALI-native mixup (in the graph)",
     "dali-torch": "DALI + eager torch mixup",
     "torchvision": "torchvision ImageFolder+DataLoader+MixUp",
+    "timm": "timm create_loader+FastCollateMixup",
 }
+#: what a row's label adds on a device where it delivers something else than the others
+LABEL_SUFFIX = {("timm", "cpu"): " (uint8, not normalised)", ("timm", "gpu"): " + prefetcher"}
 #: labels of the rows run only when asked for (``EXTRA_ROWS``)
 EXTRA_LABELS = {"ours-fused": "ours, fused normalize (uint8 crops in)"}
 ALL_LABELS = {**LABELS, **EXTRA_LABELS}
 #: what --quick means, and the defaults otherwise
 QUICK = dict(images=1024, epochs=5, warmup=2)
 FULL = dict(images=2048, epochs=5, warmup=2)
-#: default --min-seconds per device: a timed measurement is whole epochs lasting at least this
-MIN_SECONDS = {"gpu": 2.0, "cpu": 0.0}
-#: the issue's targets, checked and written to the JSON
+#: default --min-seconds per device: a timed round is whole epochs lasting at least this
+MIN_SECONDS = {"gpu": 2.0, "cpu": 1.0}
+#: a timed round delivers at least this many batches more than the row's prefetch depth (the
+#: batches it may have made ready before the round started, in the background)
+MIN_BATCHES_BEYOND_PREFETCH = 8
+#: a row whose timed rounds spread more than this (% of the median, max - min) is untrusted
+UNTRUSTED_SPREAD_PCT = 25.0
+#: the issues' targets (4 and 26), checked and written to the JSON
 TARGETS = {
-    "cpu": [("ours", BASELINE, 1.5), ("ours", "dali", 0.90)],
+    "cpu": [("ours", BASELINE, 1.5), ("ours", "dali", 0.90), ("ours", "timm", 1.5)],
     "gpu": [("ours", BASELINE, 5.0), ("ours", "dali", 0.97), ("ours", "dali-mixup", 1.0), ("ours", "dali-torch", 1.0),
-            ("ours-fused", "dali", 1.0)],
+            ("ours-fused", "dali", 1.0), ("ours", "timm", 5.0)],
 }
 
 
 class BenchError(Exception):
     """A usage error: printed as one line, exit code 2."""
+
+
+class TooFewImages(Exception):
+    """An epoch delivered less than one batch: no round of this data set measures batches of
+    the asked size (the bench refuses, exit code 2)."""
+
+
+def row_label(name: str, device: str) -> str:
+    """The row's name in the table: ``ALL_LABELS`` plus what it delivers where that differs."""
+    return ALL_LABELS[name] + LABEL_SUFFIX.get((name, device), "")
 
 
 # --- CLI ---------------------------------------------------------------------------------------
@@ -143,9 +174,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_positive_int, help=f"timed epochs per row (default {FULL['epochs']}; "
                         f"--quick {QUICK['epochs']})")
     parser.add_argument("--warmup", type=_nonneg_int, help="untimed warm-up epochs per row (default 2)")
-    parser.add_argument("--min-seconds", type=_nonneg_float, help="a timed measurement runs whole epochs until this "
-                        f"many seconds have passed (default {MIN_SECONDS['gpu']:g} on a GPU, where an epoch of the "
-                        f"built-in set is a fraction of a second; {MIN_SECONDS['cpu']:g}, one epoch, on the CPU)")
+    parser.add_argument("--min-seconds", type=_nonneg_float, help="a timed round runs whole epochs until this many "
+                        f"seconds have passed (default {MIN_SECONDS['gpu']:g} on a GPU, {MIN_SECONDS['cpu']:g} on the "
+                        f"CPU) and it has delivered {MIN_BATCHES_BEYOND_PREFETCH} batches more than the row's "
+                        "prefetch depth")
     parser.add_argument("--quick", action="store_true", help=f"a short run: {QUICK['images']} images, "
                         f"{QUICK['epochs']} timed epochs (a few minutes on 2 CPU cores)")
     parser.add_argument("--device", choices=("auto", "gpu", "cpu"), default="auto",
@@ -162,14 +194,84 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="image dtype (default float32)")
     parser.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the data set, crops and mixup (default 0)")
     parser.add_argument("--tag", default="", help="appended to the result file names")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar, one line per "
+                        "stage and per row and round instead (the default where stderr is not a terminal)")
+    parser.add_argument("--quiet", action="store_true", help="print the table only (errors still go to stderr)")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG chart")
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+
+class Log:
+    """Where the bench says what it is doing, on stderr.
+
+    ``mode``: ``"bars"`` (a tqdm bar; on a terminal only), ``"lines"`` (one line per stage and
+    per row and round, with the figures the bar shows: for files and CI logs, where a bar's
+    carriage-return redraws pile up), ``"quiet"`` (nothing: ``--quiet`` prints the table alone).
+    """
+
+    def __init__(self, mode: str):
+        if mode not in ("bars", "lines", "quiet"):
+            raise ValueError(f"Log mode {mode!r}: expected bars, lines or quiet")
+        self.mode = mode
+
+    @classmethod
+    def for_args(cls, args) -> "Log":
+        """``--quiet`` -> quiet; ``--no-progress``, stderr not a terminal, or no tqdm -> lines;
+        else bars."""
+        if getattr(args, "quiet", False):
+            return cls("quiet")
+        if not getattr(args, "progress", True) or not _isatty(sys.stderr):
+            return cls("lines")
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            return cls("lines")
+        return cls("bars")
+
+    def line(self, text: str) -> None:
+        """One line (written above a running bar in bars mode), unless quiet."""
+        if self.mode == "quiet":
+            return
+        if self.mode == "bars":
+            from tqdm.auto import tqdm
+
+            tqdm.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def bar(self, total, desc: str, unit: str):
+        """A tqdm bar in bars mode; else an object whose methods do nothing."""
+        if self.mode != "bars":
+            return _NullBar()
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, leave=True, dynamic_ncols=True, file=sys.stderr)
+
+
+class _NullBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, s):
+        pass
+
+    def close(self):
+        pass
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced by an object without it, or closed
+        return False
 
 
 # --- data --------------------------------------------------------------------------------------
 
 
-def resolve_data(args) -> Dict[str, Any]:
+def resolve_data(args, log: Optional[Log] = None) -> Dict[str, Any]:
     """The bench's data: ``{"kwargs": create_loader's source kwarg, "source": Source, ...}``.
 
     Raises:
@@ -177,19 +279,23 @@ def resolve_data(args) -> Dict[str, Any]:
     """
     from dali_mixup.sources import resolve_source
 
+    log = log or Log.for_args(args)
     if args.data is None:
         from .datasets import MANIFEST, synthetic_imagenet
 
-        bar = [None]
+        bar, t0 = [None], [0.0]
 
-        def progress(n, total):  # a bar only when the set is generated, not when cached
+        def progress(n, total):  # only when the set is generated, not when cached
             if bar[0] is None:
-                bar[0] = _bar(total=total, desc="generating the built-in data set", unit="img", enabled=args.progress)
+                t0[0] = time.perf_counter()
+                log.line(f"generating the built-in data set: {total} images (once; cached for later runs)")
+                bar[0] = log.bar(total=total, desc="generating the built-in data set", unit="img")
             bar[0].update(1)
 
         root = synthetic_imagenet(args.images, args.classes, args.seed, progress=progress)
         if bar[0] is not None:
             bar[0].close()
+            log.line(f"generated the built-in data set in {time.perf_counter() - t0[0]:.1f} s: {root}")
         kwargs = {"root": str(root)}
         meta = json.loads((root / MANIFEST).read_text())
         info = {"kind": "synthetic", "path": str(root), "synthetic": meta["spec"], "mean_bytes": meta["mean_bytes"]}
@@ -218,21 +324,13 @@ def resolve_data(args) -> Dict[str, Any]:
     return {"kwargs": kwargs, "source": source, "info": info}
 
 
+def too_few_images(images: int, batch_size: int) -> str:
+    """Why a data set of ``images`` cannot be measured at ``batch_size`` (one line)."""
+    return (f"the data set has {images} images, fewer than one batch of {batch_size}: no batch of that size "
+            "would be measured; use more images (--images, --data) or a smaller --batch-size")
+
+
 # --- measuring ---------------------------------------------------------------------------------
-
-
-def _bar(total, desc, unit, enabled, leave=True):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is None or not enabled:
-        class _Null:
-            def update(self, n=1): pass
-            def set_postfix_str(self, s): pass
-            def close(self): pass
-        return _Null()
-    return tqdm(total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True, file=sys.stderr)
 
 
 def _sync(device: str) -> None:
@@ -246,15 +344,25 @@ class EpochRunner:
     """One row's loader, run one epoch at a time.
 
     DALI iterators are built with ``auto_reset=False`` and reset here when the next epoch
-    starts (inside the timed region), so a row does no work in the background while another
-    row is timed. A torch ``DataLoader``'s persistent workers start an epoch when it is iterated.
+    starts (inside the timed region). A DALI pipeline still prepares up to its prefetch depth of
+    batches of the next epoch in the background once an epoch ends; a torch ``DataLoader``'s
+    persistent workers start an epoch when it is iterated. ``min_batches`` (the prefetch depth
+    plus ``MIN_BATCHES_BEYOND_PREFETCH``) bounds the share of a round's batches that can have
+    been made before the round started.
     """
 
-    def __init__(self, name: str, loader, device: str):
-        self.name, self.loader, self.device = name, loader, device
+    def __init__(self, name: str, loader, device: str, batch_size: int, prefetch_depth: int):
+        self.name, self.loader, self.device, self.batch_size = name, loader, device, batch_size
+        self.prefetch_depth = prefetch_depth
+        self.min_batches = prefetch_depth + MIN_BATCHES_BEYOND_PREFETCH
         self.epochs_run = 0
 
     def epoch(self, bar) -> Dict[str, Any]:
+        """One epoch, timed.
+
+        Raises:
+            TooFewImages: the epoch delivered less than one batch of ``batch_size``.
+        """
         t0 = time.perf_counter()
         if self.epochs_run and hasattr(self.loader, "reset"):
             self.loader.reset()
@@ -270,16 +378,18 @@ class EpochRunner:
         _sync(self.device)
         seconds = time.perf_counter() - t0
         self.epochs_run += 1
+        if seen < self.batch_size:
+            raise TooFewImages(too_few_images(seen, self.batch_size))
         return {"images": seen, "batches": batches, "seconds": seconds}
 
     def measure(self, bar, min_seconds: float) -> Dict[str, Any]:
-        """Whole epochs until at least ``min_seconds`` have passed (one epoch when 0): images/s
-        over them, and for our iterator the host time per batch it spent waiting for DALI and
-        mixing (``DALIMixupIterator.host_seconds``)."""
+        """Whole epochs until at least ``min_seconds`` have passed and ``min_batches`` batches
+        were delivered: images/s over them, and for our iterator the host time per batch it spent
+        waiting for DALI and mixing (``DALIMixupIterator.host_seconds``)."""
         host = getattr(self.loader, "host_seconds", None)
         host0 = dict(host) if host is not None else None
         total = {"images": 0, "batches": 0, "seconds": 0.0, "epochs": 0}
-        while total["epochs"] == 0 or total["seconds"] < min_seconds:
+        while total["epochs"] == 0 or total["seconds"] < min_seconds or total["batches"] < self.min_batches:
             ep = self.epoch(bar)
             for k in ("images", "batches", "seconds"):
                 total[k] += ep[k]
@@ -298,6 +408,21 @@ def summarize(epochs: List[Dict[str, Any]]) -> Dict[str, Any]:
     return {"median": med, "min": min(rates), "max": max(rates), "spread_pct": 100.0 * (max(rates) - min(rates)) / med}
 
 
+def trust(stats: Dict[str, Any], rounds: int) -> Tuple[bool, str]:
+    """Whether a row's median can be taken at its word, and if not why (one phrase).
+
+    Args:
+        stats: ``summarize``'s dict.
+        rounds: the row's timed rounds.
+    """
+    if rounds < 2:
+        return False, "one timed round: no spread to judge it by"
+    if stats["spread_pct"] > UNTRUSTED_SPREAD_PCT:
+        return False, (f"spread {stats['spread_pct']:.0f}% > {UNTRUSTED_SPREAD_PCT:g}%: the rounds disagree "
+                       "(a busy machine, or rounds too short)")
+    return True, ""
+
+
 def summarize_host(epochs: List[Dict[str, Any]]) -> Optional[Dict[str, float]]:
     """Median host milliseconds per batch (DALI's ``next``, mixing, the whole batch) over the
     timed measurements, for a row that records them; else None."""
@@ -309,8 +434,13 @@ def summarize_host(epochs: List[Dict[str, Any]]) -> Optional[Dict[str, float]]:
 
 
 def build_row(name: str, args, data, dev: str, num_classes: int):
-    """The iterable of batches of one row, or a string: why it is skipped."""
+    """The iterable of batches of one row, or a string: why it is skipped.
+
+    ``args.timm_prefetcher`` (absent: None) puts timm's ``PrefetchLoader`` on the CPU too
+    (``benchmarks/train_step.py``); by default it runs on a GPU only."""
     import torch
+
+    from . import bench_peers
 
     source = data["source"]
     workers = args.workers or cpu_cores()
@@ -326,25 +456,32 @@ def build_row(name: str, args, data, dev: str, num_classes: int):
         return create_loader(**data["kwargs"], batch_size=args.batch_size, image_size=args.image_size,
                              mixup=MixupConfig(**kw), device=dev, num_threads=workers, seed=args.seed,
                              dtype=args.dtype, num_classes=num_classes, shard_id=0, num_shards=1, auto_reset=False,
-                             fused_normalize=name == "ours-fused")
-    from . import bench_peers
-
+                             fused_normalize=name == "ours-fused", prefetch_queue_depth=bench_peers.DALI_PREFETCH)
     if name == "dali":
         return bench_peers.dali_plain(source, num_classes=num_classes, **common)
     if name == "dali-mixup":
         return bench_peers.dali_native_mixup(source, alpha=args.alpha, num_classes=num_classes, **common)
     if name == "dali-torch":
         return bench_peers.dali_torch_mixup(source, alpha=args.alpha, num_classes=num_classes, **common)
+    device = torch.device("cuda", torch.cuda.current_device()) if dev == "gpu" else torch.device("cpu")
     if name == "torchvision":
         try:
             import torchvision  # noqa: F401
         except ImportError as e:
             return f"torchvision is not installed ({e}); pip install 'dali-mixup[bench]'"
-        device = torch.device("cuda", torch.cuda.current_device()) if dev == "gpu" else torch.device("cpu")
         return bench_peers.torchvision_baseline(source, image_size=args.image_size, batch_size=args.batch_size,
                                                 workers=workers, alpha=args.alpha, num_classes=num_classes,
                                                 device=device, seed=args.seed, dtype=args.dtype,
                                                 root=data["kwargs"].get("root"), cutmix_alpha=args.cutmix)
+    if name == "timm":
+        try:
+            import timm  # noqa: F401
+        except ImportError as e:
+            return f"timm is not installed ({e}); pip install 'dali-mixup[bench]'"
+        return bench_peers.timm_loader(source, image_size=args.image_size, batch_size=args.batch_size,
+                                       workers=workers, alpha=args.alpha, num_classes=num_classes, device=device,
+                                       dtype=args.dtype, root=data["kwargs"].get("root"), cutmix_alpha=args.cutmix,
+                                       prefetcher=getattr(args, "timm_prefetcher", None))
     raise AssertionError(name)
 
 
@@ -363,15 +500,33 @@ def add_ratios(rows: List[Dict[str, Any]]) -> None:
 
 
 def check_targets(rows: List[Dict[str, Any]], dev: str) -> List[Dict[str, Any]]:
-    med = {r["name"]: r["images_per_s"]["median"] for r in rows if r["status"] == "ok"}
+    """Each target of ``TARGETS[dev]``: the ratio of the medians where both rows were measured,
+    and a verdict (``met``/``missed``) only where both rows are trusted (``withheld`` else, with
+    the reason in ``note``; ``not measured`` where a row is missing)."""
+    ok = {r["name"]: r for r in rows if r["status"] == "ok"}
     checks = []
     for a, b, ratio in TARGETS[dev]:
-        if a in med and b in med:
-            got = med[a] / med[b]
-            checks.append({"row": a, "against": b, "target_ratio": ratio, "ratio": got, "met": got >= ratio})
-        else:
-            checks.append({"row": a, "against": b, "target_ratio": ratio, "ratio": None, "met": None})
+        c = {"row": a, "against": b, "target_ratio": ratio, "ratio": None, "met": None, "verdict": "not measured",
+             "note": ""}
+        if a in ok and b in ok:
+            c["ratio"] = ok[a]["images_per_s"]["median"] / ok[b]["images_per_s"]["median"]
+            doubtful = [f"{n} untrusted ({ok[n]['trust_note']})" for n in (a, b) if not ok[n].get("trusted", True)]
+            if doubtful:
+                c.update(verdict="withheld", note="; ".join(doubtful))
+            else:
+                c["met"] = c["ratio"] >= ratio
+                c["verdict"] = "met" if c["met"] else "missed"
+        checks.append(c)
     return checks
+
+
+def format_target(c: Dict[str, Any]) -> str:
+    """One line: the target, the measured ratio and the verdict (or why there is none)."""
+    head = f"target {c['row']} >= {c['target_ratio']:g} x {c['against']}: "
+    if c["ratio"] is None:
+        return head + "not measured"
+    verdict = {"met": "met", "missed": "MISSED"}.get(c.get("verdict"), f"no verdict: {c.get('note', '')}")
+    return head + f"{c['ratio']:.2f} {verdict}"
 
 
 def _ratio_cells(row: Dict[str, Any]) -> Tuple[str, str]:
@@ -381,31 +536,35 @@ def _ratio_cells(row: Dict[str, Any]) -> Tuple[str, str]:
     return rb, rd
 
 
+def _label(r: Dict[str, Any]) -> str:
+    return r.get("label") or ALL_LABELS[r["name"]]
+
+
 def format_table(result: Dict[str, Any]) -> str:
     lines = []
-    head = f"{'row':<44} {'device':<6} {'images/s':>9} {'min..max':>15} {'spread':>7} {'x baseline':>10} {'x DALI':>7}"
+    width = max([44] + [len(_label(r)) for r in result["rows"]])
+    head = (f"{'row':<{width}} {'device':<6} {'images/s':>9} {'min..max':>15} {'spread':>7} {'x baseline':>10} "
+            f"{'x DALI':>7}")
     lines.append(head)
     lines.append("-" * len(head))
     for r in result["rows"]:
-        label = ALL_LABELS[r["name"]]
+        label = _label(r)
         if r["status"] != "ok":
-            lines.append(f"{label:<44} {r['device']:<6} {r['status']}: {r['note']}")
+            lines.append(f"{label:<{width}} {r['device']:<6} {r['status']}: {r['note']}")
             continue
         s = r["images_per_s"]
         rb, rd = _ratio_cells(r)
-        lines.append(f"{label:<44} {r['device']:<6} {s['median']:9.0f} {s['min']:7.0f}..{s['max']:<7.0f} "
-                     f"{s['spread_pct']:6.1f}% {rb:>10} {rd:>7}")
+        lines.append(f"{label:<{width}} {r['device']:<6} {s['median']:9.0f} {s['min']:7.0f}..{s['max']:<7.0f} "
+                     f"{s['spread_pct']:6.1f}% {rb:>10} {rd:>7}" + ("" if r.get("trusted", True) else "  UNTRUSTED"))
+    for r in result["rows"]:
+        if r["status"] == "ok" and not r.get("trusted", True):
+            lines.append(f"UNTRUSTED {r['name']}: {r['trust_note']}; no target verdict from this row")
     for r in result["rows"]:
         h = r.get("host_ms_per_batch")
         if h:
             lines.append(f"{r['name']}: {h['batch']:.2f} ms per batch; host time in DALI's next {h['dali']:.2f} ms, "
                          f"in mixing {h['mix']:.2f} ms")
-    for c in result["targets"]:
-        if c["ratio"] is None:
-            lines.append(f"target {c['row']} >= {c['target_ratio']:g} x {c['against']}: not measured")
-        else:
-            lines.append(f"target {c['row']} >= {c['target_ratio']:g} x {c['against']}: {c['ratio']:.2f} "
-                         f"{'met' if c['met'] else 'MISSED'}")
+    lines.extend(format_target(c) for c in result["targets"])
     return "\n".join(lines)
 
 
@@ -415,17 +574,18 @@ def format_markdown(result: Dict[str, Any]) -> str:
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in result["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {ALL_LABELS[r['name']]} | {r['device']} | {r['status']}: {r['note']} | | | |")
+            lines.append(f"| {_label(r)} | {r['device']} | {r['status']}: {r['note']} | | | |")
             continue
         s = r["images_per_s"]
         rb, rd = _ratio_cells(r)
-        lines.append(f"| {ALL_LABELS[r['name']]} | {r['device']} | {s['median']:.0f} | {s['min']:.0f} .. {s['max']:.0f} "
-                     f"| {rb} | {rd} |")
+        med = f"{s['median']:.0f}" + ("" if r.get("trusted", True) else f" (untrusted: {r['trust_note']})")
+        lines.append(f"| {_label(r)} | {r['device']} | {med} | {s['min']:.0f} .. {s['max']:.0f} | {rb} | {rd} |")
     return "\n".join(lines)
 
 
 def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
-    """A horizontal bar chart of the medians (min..max as error bars); None, or why not."""
+    """A horizontal bar chart of the medians (min..max as error bars, untrusted rows hatched);
+    None, or why not."""
     try:
         import matplotlib
 
@@ -436,14 +596,18 @@ def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
     rows = [r for r in result["rows"] if r["status"] == "ok"]
     if not rows:
         return "no row was measured; no chart"
-    names = [ALL_LABELS[r["name"]] for r in rows][::-1]
+    names = [_label(r) + ("" if r.get("trusted", True) else " [untrusted]") for r in rows][::-1]
     med = [r["images_per_s"]["median"] for r in rows][::-1]
     lo = [r["images_per_s"]["median"] - r["images_per_s"]["min"] for r in rows][::-1]
     hi = [r["images_per_s"]["max"] - r["images_per_s"]["median"] for r in rows][::-1]
     colors = ["#76b900" if r["name"].startswith("ours") else ("#888888" if r["name"] == BASELINE else "#4a7ebb")
               for r in rows][::-1]
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.6))
-    ax.barh(names, med, xerr=[lo, hi], color=colors, capsize=3)
+    bars = ax.barh(names, med, xerr=[lo, hi], color=colors, capsize=3)
+    for b, r in zip(bars, rows[::-1]):
+        if not r.get("trusted", True):
+            b.set_hatch("//")
+            b.set_alpha(0.5)
     for i, r in enumerate(rows[::-1]):
         rb = r["ratio_to_baseline"]
         ax.text(med[i] + hi[i], i, f"  {med[i]:,.0f}" + (f"  ({rb:.2f}x)" if rb else ""), va="center", fontsize=9)
@@ -451,7 +615,7 @@ def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
     hw = f"{meta['cpu']['model']}, {meta['cpu']['cores']} cores" + (f", {meta['gpu']['name']}" if meta["gpu"] else "")
     o = result["options"]
     ax.set_title(f"dali-mixup bench: images/s, batch {o['batch_size']}, {o['image_size']}px, median of "
-                 f"{o['epochs']} epochs\n{hw}", fontsize=10)
+                 f"{o['epochs']} rounds\n{hw}", fontsize=10)
     ax.set_xlabel("images/s (bars: median; whiskers: min..max; in brackets: x CPU baseline)")
     ax.set_xlim(0, max(m + h for m, h in zip(med, hi)) * 1.35)
     fig.tight_layout()
@@ -474,7 +638,7 @@ def _resolve_options(args) -> None:
         if "cutmix_alpha" not in {f.name for f in dataclasses.fields(MixupConfig)}:
             raise BenchError("--cutmix: this build's MixupConfig has no cutmix_alpha field (CutMix is not available)")
         if args.peers is None:
-            args.peers = ["ours", "dali", "torchvision"]
+            args.peers = ["ours", "dali", "torchvision", "timm"]
 
 
 def run(args) -> int:
@@ -486,13 +650,26 @@ def run(args) -> int:
         return 2
 
 
+def _finish_rows(rows: List[Dict[str, Any]]) -> None:
+    """Each measured row's summary, trust and host split, and every row's ratios (from the timed
+    rounds so far: called after every round for the partial file, and at the end)."""
+    for row in rows:
+        if row["status"] == "ok" and row.get("epochs"):
+            row["images_per_s"] = summarize(row["epochs"])
+            row["trusted"], row["trust_note"] = trust(row["images_per_s"], len(row["epochs"]))
+            host = summarize_host(row["epochs"])
+            if host is not None:
+                row["host_ms_per_batch"] = host
+    add_ratios(rows)
+
+
 def _run(args) -> int:
-    import torch
+    from dali_mixup.options import resolve_device
 
-    from dali_mixup.loader import resolve_device
-
+    from . import bench_peers
     from .argtypes import UsageError, writable_dir
 
+    log = Log.for_args(args)
     try:
         dev = resolve_device(args.device)
     except ValueError as e:
@@ -501,7 +678,10 @@ def _run(args) -> int:
         writable_dir(args.out, "--out", create=os.path.isdir(args.out))
     except UsageError as e:
         raise BenchError(str(e)) from None
-    data = resolve_data(args)
+    data = resolve_data(args, log)
+    n_img = data["info"].get("num_images")
+    if n_img is not None and n_img < args.batch_size:
+        raise BenchError(too_few_images(n_img, args.batch_size))
     source = data["source"]
     num_classes = source.num_classes
     wanted = list(args.peers) if args.peers else list(ROWS)
@@ -511,24 +691,27 @@ def _run(args) -> int:
     if args.min_seconds is None:
         args.min_seconds = MIN_SECONDS[dev]
     options["min_seconds_resolved"] = args.min_seconds
-    options["workers_resolved"] = args.workers or cpu_cores()
-    print(f"dali-mixup bench: {data['info'].get('num_images', '?')} images, {num_classes} classes, batch "
-          f"{args.batch_size}, {args.image_size}px, {args.dtype}, device {dev}, {options['workers_resolved']} workers; "
-          f"{args.warmup} warm-up + {args.epochs} timed rounds per row"
-          + (f" (whole epochs lasting >= {args.min_seconds:g} s each)" if args.min_seconds else " (one epoch each)"),
-          file=sys.stderr)
+    options["min_batches_beyond_prefetch"] = MIN_BATCHES_BEYOND_PREFETCH
+    options["untrusted_spread_pct"] = UNTRUSTED_SPREAD_PCT
+    workers = options["workers_resolved"] = args.workers or cpu_cores()
+    log.line(f"dali-mixup bench: {n_img or '?'} images, {num_classes} classes, batch {args.batch_size}, "
+             f"{args.image_size}px, {args.dtype}, device {dev}, {workers} workers; {args.warmup} warm-up + "
+             f"{args.epochs} timed rounds per row, each whole epochs lasting >= {args.min_seconds:g} s and "
+             f">= {MIN_BATCHES_BEYOND_PREFETCH} batches beyond the row's prefetch depth")
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     busy = cpu_busy()
     if busy is not None and busy > 0.25:
-        print(f"warning: the machine is busy ({100 * busy:.0f}% of the CPU in use by other processes before the "
-              f"run): the figures will vary run to run", file=sys.stderr)
+        log.line(f"warning: the machine is busy ({100 * busy:.0f}% of the CPU in use by other processes before the "
+                 f"run): the figures will vary run to run")
     rows: List[Dict[str, Any]] = []
     runners: Dict[str, EpochRunner] = {}
     failed = False
+    built = []
     for name in ALL_ROWS:  # build every row first; they run interleaved below
         if name not in wanted:
             continue
-        row: Dict[str, Any] = {"name": name, "label": ALL_LABELS[name], "device": dev, "status": "ok", "note": ""}
+        row: Dict[str, Any] = {"name": name, "label": row_label(name, dev), "device": dev, "status": "ok",
+                               "note": ""}
         rows.append(row)
         if name == "dali-torch" and dev != "gpu" and not args.peers:
             row.update(status="skipped", note="a GPU row (ask with --peers to run it on the CPU)")
@@ -547,68 +730,84 @@ def _run(args) -> int:
             row.update(status="skipped", note=loader)
             continue
         row["build_seconds"] = time.perf_counter() - t0
+        built.append(f"{name} {row['build_seconds']:.1f} s")
         row["batches_per_epoch"] = len(loader) if hasattr(loader, "__len__") else None
-        row["epochs"] = []
-        runners[name] = EpochRunner(name, loader, dev)
+        if name == "timm":
+            row["output"] = bench_peers.TIMM_OUTPUT[loader.prefetcher]
+        depth = bench_peers.prefetch_depth(name, workers, loader)
+        runners[name] = EpochRunner(name, loader, dev, args.batch_size, depth)
+        row.update(prefetch_depth=depth, min_batches=runners[name].min_batches, epochs=[])
+    log.line(f"built {len(runners)} rows: " + (", ".join(built) or "none"))
 
-    # rounds: every row runs one measurement (one epoch, or whole epochs lasting --min-seconds)
-    # per round, in turn, so drifting background load reaches all rows alike; round 0 ..
-    # warmup-1 are not timed
-    n_img = data["info"].get("num_images")
-    rounds = args.warmup + args.epochs
-    bar = _bar(total=rounds * len(runners) * n_img if n_img and not args.min_seconds else None, desc="bench", unit="img",
-               enabled=args.progress)
-    by_name = {r["name"]: r for r in rows}
-    try:
-        for rnd in range(rounds):
-            for name, runner in list(runners.items()):
-                row = by_name[name]
-                bar.set_postfix_str(f"round {rnd + 1}/{rounds} {'(warm-up) ' if rnd < args.warmup else ''}{name}")
-                try:
-                    ep = runner.measure(bar, args.min_seconds)
-                except Exception as e:  # noqa: BLE001
-                    row.update(status="failed", note=f"{type(e).__name__}: {e}")
-                    failed = True
-                    del runners[name]
-                    continue
-                if rnd >= args.warmup:
-                    ep["round"] = rnd
-                    row["epochs"].append(ep)
-    finally:
-        bar.close()
-        runners.clear()
-        gc.collect()
-    for row in rows:
-        if row["status"] == "ok":
-            row["images_per_s"] = summarize(row["epochs"])
-            host = summarize_host(row["epochs"])
-            if host is not None:
-                row["host_ms_per_batch"] = host
-    add_ratios(rows)
-    meta["load_average"] = {"before": load_before, "after": os.getloadavg() if hasattr(os, "getloadavg") else None}
-    meta["cpu_busy_before"] = busy
     result = {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "complete": False,
         "options": options,
         "metadata": meta,
         "hardware": hardware_slug(meta),
         "dataset": data["info"],
         "baseline": BASELINE,
         "rows": rows,
-        "targets": check_targets(rows, dev),
+        "targets": [],
     }
+    meta["load_average"] = {"before": load_before, "after": None}
+    meta["cpu_busy_before"] = busy
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{result['hardware']}" + (f"-{slug(args.tag)}" if args.tag else "")
     json_path = out / f"{stem}.json"
-    json_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+
+    def write() -> None:  # after every round: a run stopped part-way keeps the rounds it measured
+        _finish_rows(rows)
+        result["targets"] = check_targets(rows, dev)
+        json_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+
+    # rounds: every row runs one measurement (whole epochs, see EpochRunner.measure) per round,
+    # in turn, so drifting background load reaches all rows alike; rounds 0 .. warmup-1 are not
+    # timed
+    rounds = args.warmup + args.epochs
+    bar = log.bar(total=None, desc="bench", unit="img")
+    by_name = {r["name"]: r for r in rows}
+    try:
+        for rnd in range(rounds):
+            warm = " (warm-up)" if rnd < args.warmup else ""
+            for name, runner in list(runners.items()):
+                row = by_name[name]
+                bar.set_postfix_str(f"round {rnd + 1}/{rounds}{warm} {name}")
+                try:
+                    ep = runner.measure(bar, args.min_seconds)
+                except TooFewImages as e:
+                    raise BenchError(str(e)) from None
+                except Exception as e:  # noqa: BLE001
+                    row.update(status="failed", note=f"{type(e).__name__}: {e}")
+                    failed = True
+                    del runners[name]
+                    log.line(f"round {rnd + 1}/{rounds}{warm} {name}: failed: {type(e).__name__}: {e}")
+                    continue
+                log.line(f"round {rnd + 1}/{rounds}{warm} {name}: {ep['images_per_s']:.0f} images/s ({ep['images']} "
+                         f"images, {ep['batches']} batches, {ep['epochs']} epoch{'s' * (ep['epochs'] > 1)} in "
+                         f"{ep['seconds']:.2f} s)")
+                if rnd >= args.warmup:
+                    ep["round"] = rnd
+                    row["epochs"].append(ep)
+            if rnd >= args.warmup:
+                write()
+    finally:
+        bar.close()
+        runners.clear()
+        gc.collect()
+    meta["load_average"]["after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result["complete"] = True
+    write()
     print(format_table(result))
-    print(f"wrote {json_path}")
+    if not args.quiet:
+        print(f"wrote {json_path}")
     if args.plot:
         why = plot(result, out / f"{stem}.png")
-        print(f"wrote {out / f'{stem}.png'}" if why is None else f"note: {why}")
+        if not args.quiet:
+            print(f"wrote {out / f'{stem}.png'}" if why is None else f"note: {why}")
     for r in rows:
         if r["status"] == "skipped":
-            print(f"note: {r['name']} skipped: {r['note']}", file=sys.stderr)
+            log.line(f"note: {r['name']} skipped: {r['note']}")
     return 1 if failed else 0

@@ -17,8 +17,17 @@ targets}`` batches on the same device, from the same files, with the same augmen
 * ``torchvision``: ``ImageFolder`` (or the same files/shards) + ``DataLoader`` (workers, pinned
   memory when CUDA, persistent workers) + ``transforms.v2`` augmentation + ``v2.MixUp`` in the
   collate function, then ``.to(device)``: the CPU baseline people run today.
+* ``timm``: timm's ``create_dataset`` + ``create_loader(collate_fn=FastCollateMixup(...))``, the
+  loader most ImageNet-style mixup training runs on: PIL decode and augmentation in the workers,
+  uint8 mixed in the collate; on a GPU timm's ``PrefetchLoader`` moves the uint8 batch to the
+  device and normalises it there on a side stream (a normalised float batch on the device, as
+  the other rows deliver); on the CPU there is no prefetcher and the row delivers what the
+  collate makes: uint8, not normalised (less work than the other rows do).
 
-Heavy imports (DALI, torchvision) happen inside the functions.
+``prefetch_depth`` says how many batches each row can hold ready before its timed region starts
+(the bench times at least that many batches more than it).
+
+Heavy imports (DALI, torchvision, timm) happen inside the functions.
 """
 
 from __future__ import annotations
@@ -31,8 +40,23 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from dali_mixup.pipeline import IMAGENET_MEAN, IMAGENET_STD
+from dali_mixup.constants import IMAGENET_MEAN, IMAGENET_STD
 from dali_mixup.sources import Source, SourceKind
+
+
+#: batches DALI prepares ahead (``prefetch_queue_depth`` of every DALI row, ours included)
+DALI_PREFETCH = 2
+#: batches each DataLoader worker prepares ahead (torch's default ``prefetch_factor``)
+LOADER_PREFETCH = 2
+
+
+def prefetch_depth(name: str, workers: int, loader=None) -> int:
+    """Batches a row can have ready before it is asked for the first one: DALI's prefetch
+    queue, or a ``DataLoader``'s ``workers * prefetch_factor`` (plus the batch timm's
+    ``PrefetchLoader`` holds, where ``loader`` has it)."""
+    if name in ("torchvision", "timm"):
+        return workers * LOADER_PREFETCH + (1 if getattr(loader, "prefetcher", False) else 0)
+    return DALI_PREFETCH
 
 
 # --- DALI rows -------------------------------------------------------------------------------
@@ -69,7 +93,7 @@ def _dali_pipeline(source: Source, *, device: str, image_size: int, batch_size: 
 
     device_id = torch.cuda.current_device() if device == "gpu" else None
     return pipe(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
-                prefetch_queue_depth=2)
+                prefetch_queue_depth=DALI_PREFETCH)
 
 
 def dali_plain(source: Source, **kw):
@@ -176,7 +200,7 @@ def dali_torch_mixup(source: Source, *, alpha: float, num_classes: int, seed: in
 class FileListDataset(torch.utils.data.Dataset):
     """(path, label) pairs read with torchvision's default (PIL) loader, as ImageFolder does."""
 
-    def __init__(self, files, labels, transform):
+    def __init__(self, files, labels, transform=None):
         self.files, self.labels, self.transform = list(files), list(labels), transform
 
     def __len__(self):
@@ -191,7 +215,7 @@ class FileListDataset(torch.utils.data.Dataset):
 class TarShardDataset(torch.utils.data.Dataset):
     """WebDataset shards read by index: member offsets are listed once, bytes read by seek."""
 
-    def __init__(self, shards, transform, image_ext=("jpg", "jpeg", "png"), label_ext="cls"):
+    def __init__(self, shards, transform=None, image_ext=("jpg", "jpeg", "png"), label_ext="cls"):
         self.transform = transform
         self.items: List[Tuple[str, int, int, int]] = []  # (shard, offset, size, label)
         for shard in shards:
@@ -288,6 +312,84 @@ def torchvision_baseline(source: Source, *, image_size: int, batch_size: int, wo
     loader = torch.utils.data.DataLoader(
         ds, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=cuda,
         persistent_workers=workers > 0, drop_last=False, collate_fn=MixupCollate(alpha, num_classes, cutmix_alpha), generator=g,
-        prefetch_factor=2 if workers > 0 else None,
+        prefetch_factor=LOADER_PREFETCH if workers > 0 else None,
     )
     return ToDevice(loader, device)
+
+
+# --- timm's loader ---------------------------------------------------------------------------
+
+
+#: what the timm row delivers with (True) and without its prefetcher (the table's label says it)
+TIMM_OUTPUT = {True: "float, normalised on the device by timm's PrefetchLoader",
+               False: "uint8, not normalised (timm's DataLoader without its PrefetchLoader)"}
+
+
+class TimmBatches:
+    """timm's loader as a bench row: each ``(images, targets)`` batch as ``[{"data", "label"}]``.
+
+    ``loader`` is timm's ``PrefetchLoader`` (GPU) or the ``DataLoader`` inside it (CPU).
+    """
+
+    def __init__(self, loader, reader: str, prefetcher: bool):
+        self.loader, self.reader, self.prefetcher = loader, reader, prefetcher
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator:
+        for x, y in self.loader:
+            yield [{"data": x, "label": y}]
+
+
+def timm_loader(source: Source, *, image_size: int, batch_size: int, workers: int, alpha: float, num_classes: int,
+                device: torch.device, dtype: str = "float32", root: Optional[str] = None,
+                cutmix_alpha: Optional[float] = None, prefetcher: Optional[bool] = None):
+    """timm's ``create_dataset`` + ``create_loader`` with ``FastCollateMixup``, as timm's
+    ``train.py`` runs them with its prefetcher: random resized crop (scale (0.08, 1), ratio
+    (3/4, 4/3), bilinear) and flip in the workers, no colour jitter (the other rows have none),
+    mixup (``mode="batch"``, no label smoothing, CutMix with ``cutmix_alpha`` and switch
+    probability 0.5 as ours) in the collate on uint8.
+
+    On a GPU: timm's ``PrefetchLoader`` (pinned memory, copy and normalisation to ``dtype`` on a
+    side stream). On the CPU: the ``DataLoader`` inside it, whose batches are uint8 and not
+    normalised (``FastCollateMixup`` collates uint8 images only, which timm's transforms give
+    only with the prefetcher on; without it timm's ``train.py`` mixes float batches with
+    ``Mixup`` in the training loop instead).
+
+    ``prefetcher=True`` keeps the ``PrefetchLoader`` on the CPU as well (it normalises there, in
+    the main process; ``benchmarks/train_step.py`` feeds a model with it); ``None``: on a GPU only.
+
+    A folder source is read by timm's own ``create_dataset`` (its folder reader); a file list or
+    WebDataset shards, which timm's datasets do not read, by the same dataset classes as the
+    torchvision row, handed to timm's ``create_loader``.
+
+    Returns:
+        ``TimmBatches``; or a string, why the row cannot run (an odd batch size:
+        ``FastCollateMixup`` mixes sample ``i`` with ``N - 1 - i`` and refuses one).
+    """
+    from timm.data import FastCollateMixup, create_dataset, create_loader
+
+    if batch_size % 2:
+        return f"timm's FastCollateMixup needs an even batch size, got {batch_size}"
+    ds, reader = None, "timm create_dataset (folder reader)"
+    if source.kind is SourceKind.FOLDER and root is not None:
+        ds = create_dataset("", root=root, split="train", search_split=False, is_training=True,
+                            batch_size=batch_size)
+        if len(ds) != len(source):  # extensions timm's reader does not take: the same files as ours
+            ds = None
+    if ds is None:
+        if source.kind is SourceKind.WEBDATASET:
+            ds, reader = TarShardDataset(source.shards), "WebDataset shards read by index"
+        else:
+            ds, reader = FileListDataset(source.files, source.labels), "the file list, PIL"
+    mix = FastCollateMixup(mixup_alpha=alpha, cutmix_alpha=cutmix_alpha or 0.0, prob=1.0, switch_prob=0.5,
+                           mode="batch", label_smoothing=0.0, num_classes=num_classes)
+    gpu = device.type == "cuda"
+    prefetcher = gpu if prefetcher is None else prefetcher
+    img_dtype = {"float32": torch.float32, "float16": torch.float16}[dtype]
+    loader = create_loader(ds, input_size=(3, image_size, image_size), batch_size=batch_size, is_training=True,
+                           scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, color_jitter=None,
+                           interpolation="bilinear", num_workers=workers, collate_fn=mix, pin_memory=gpu,
+                           img_dtype=img_dtype, device=device, use_prefetcher=True, persistent_workers=workers > 0)
+    return TimmBatches(loader if prefetcher else loader.loader, reader, prefetcher)
