@@ -11,7 +11,11 @@ the step is the same and only the feed changes:
 * ``dali``: DALI's ``DALIClassificationIterator`` over the same pipeline, no mixup (hard labels);
 * ``dali-torch``: DALI's iterator + eager torch mixup (DeepLearningExamples' ``MixUpWrapper``);
 * ``torchvision``: ``ImageFolder`` + ``DataLoader`` (all cores as workers, pinned memory) +
-  ``v2.MixUp`` in the collate function.
+  ``v2.MixUp`` in the collate function;
+* ``timm``: timm's ``create_dataset`` + ``create_loader`` with ``FastCollateMixup`` (uint8 mixed
+  in the collate, same α and workers) and timm's ``PrefetchLoader`` (copy and normalisation on a
+  side stream), as timm's ``train.py`` feeds a model; on the CPU the prefetcher normalises in
+  the main process.
 
 The loaders are the rows of ``dali-mixup bench`` (``dali_mixup.tools.bench.build_row``, peers in
 ``dali_mixup/tools/bench_peers.py``), on the same files (default: the built-in synthetic
@@ -28,7 +32,8 @@ under ``torch.autocast(bfloat16)``, ``backward`` and ``SGD.step``. Soft targets:
 against the target distribution; hard labels: ``F.cross_entropy``. Reported per model and feed:
 median images/s over the timed rounds, min..max, % of the ceiling, ratio to plain DALI; for ours
 also the host milliseconds per batch in DALI's ``next`` and in mixing (``host_seconds``). Targets
-(issue 12): ours >= 99 % of the ceiling on ResNet-50 and >= plain DALI on ResNet-18.
+(issues 12 and 26): ours >= 99 % of the ceiling on ResNet-50 and >= plain DALI on ResNet-18,
+ours >= timm's loader on both.
 
 Writes ``<out>/train-step-<hardware>[-tag].json`` with ``dali_mixup.tools.meta.metadata()``
 inside (git commit, versions, CPU, GPU). On the CPU ``--model tiny`` (a 2-layer CNN), tiny
@@ -51,16 +56,18 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 SCHEMA = "dali-mixup-train-step/1"
-FEEDS = ("ceiling", "ours", "dali", "dali-torch", "torchvision")
+FEEDS = ("ceiling", "ours", "dali", "dali-torch", "torchvision", "timm")
 LABELS = {
     "ceiling": "one fixed batch on the device (ceiling)",
     "ours": "dali-mixup iterator (ours)",
     "dali": "plain DALI iterator, no mixup",
     "dali-torch": "DALI + eager torch mixup",
     "torchvision": "torchvision DataLoader + v2.MixUp",
+    "timm": "timm create_loader + FastCollateMixup + prefetcher",
 }
 #: (model, against, minimum ratio of the medians), checked where both were measured
-TARGETS = {"resnet50": [("ours", "ceiling", 0.99)], "resnet18": [("ours", "dali", 1.0)]}
+TARGETS = {"resnet50": [("ours", "ceiling", 0.99), ("ours", "timm", 1.0)],
+           "resnet18": [("ours", "dali", 1.0), ("ours", "timm", 1.0)]}
 
 
 def _model_list(text: str) -> List[Tuple[str, int]]:
@@ -222,10 +229,11 @@ def _sync(device) -> None:
 
 
 def _bench_args(args, image_size: int, workers: int) -> argparse.Namespace:
-    """What ``dali_mixup.tools.bench.build_row`` and ``resolve_data`` read."""
+    """What ``dali_mixup.tools.bench.build_row`` and ``resolve_data`` read (timm's feed with its
+    prefetcher on every device: a float batch the model can take)."""
     return argparse.Namespace(data=args.data, images=args.images, classes=args.classes, seed=args.seed,
                               progress=False, workers=workers, image_size=image_size, batch_size=args.batch_size,
-                              dtype="float32", alpha=args.alpha, cutmix=None)
+                              dtype="float32", alpha=args.alpha, cutmix=None, timm_prefetcher=True)
 
 
 def run_model(args, model: str, image_size: int, data, dev: str, device, workers: int) -> Dict[str, Any]:

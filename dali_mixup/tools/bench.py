@@ -171,15 +171,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", type=_positive_int, default=10, help="classes of the built-in set (default 10)")
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="samples per batch (default 64)")
     parser.add_argument("--image-size", type=_positive_int, default=224, help="output height and width (default 224)")
-    parser.add_argument("--epochs", type=_positive_int, help=f"timed epochs per row (default {FULL['epochs']}; "
+    parser.add_argument("--epochs", type=_positive_int, help=f"timed rounds per row (default {FULL['epochs']}; "
                         f"--quick {QUICK['epochs']})")
-    parser.add_argument("--warmup", type=_nonneg_int, help="untimed warm-up epochs per row (default 2)")
+    parser.add_argument("--warmup", type=_nonneg_int, help="untimed warm-up rounds per row (default 2)")
     parser.add_argument("--min-seconds", type=_nonneg_float, help="a timed round runs whole epochs until this many "
                         f"seconds have passed (default {MIN_SECONDS['gpu']:g} on a GPU, {MIN_SECONDS['cpu']:g} on the "
                         f"CPU) and it has delivered {MIN_BATCHES_BEYOND_PREFETCH} batches more than the row's "
                         "prefetch depth")
     parser.add_argument("--quick", action="store_true", help=f"a short run: {QUICK['images']} images, "
-                        f"{QUICK['epochs']} timed epochs (a few minutes on 2 CPU cores)")
+                        f"{QUICK['epochs']} timed rounds (a few minutes on 2 CPU cores)")
     parser.add_argument("--device", choices=("auto", "gpu", "cpu"), default="auto",
                         help="where the batches are delivered (default: the GPU when there is one)")
     parser.add_argument("--workers", type=_positive_int, help="DALI threads and DataLoader workers "
