@@ -9,7 +9,8 @@ import torch
 from dali_mixup import MixupConfig
 from dali_mixup.mix import mix_images
 from dali_mixup.sampler import MixupParams, MixupSampler
-from dali_mixup.volume import BadVolumeError, create_volume_loader, scan_volumes, volume_source
+from dali_mixup.validate import ValidationError
+from dali_mixup.volume import create_volume_loader, scan_volumes, volume_source
 
 
 def _write(root, n=6, classes=2, shape=(1, 8, 8, 8)):
@@ -127,23 +128,24 @@ def _bad(tmp_path):
 
 def test_bad_volumes_are_named(tmp_path):
     good, bad = _bad(tmp_path)
-    with pytest.raises(BadVolumeError) as e:
+    with pytest.raises(ValidationError) as e:
         scan_volumes([good] + list(bad.values()))
-    assert set(e.value.files) == set(bad.values())
+    files = {p.path: p.reason for p in e.value.problems}
+    assert set(files) == set(bad.values())
     msg = str(e.value)
     for what, path in bad.items():
         assert path in msg
-    assert "3 dims" in e.value.files[bad["ndim"]] and "complex64" in e.value.files[bad["dtype"]]
-    assert "truncated" in e.value.files[bad["truncated"]] and "Fortran" in e.value.files[bad["fortran"]]
-    assert "2 channels" in e.value.files[bad["channels"]]
+    assert "3 dims" in files[bad["ndim"]] and "complex64" in files[bad["dtype"]]
+    assert "truncated" in files[bad["truncated"]] and "Fortran" in files[bad["fortran"]]
+    assert "2 channels" in files[bad["channels"]]
     nan = tmp_path / "nan.npy"
     arr = np.zeros((1, 4, 4, 4), np.float32)
     arr[0, 1, 2, 3] = np.nan
     np.save(nan, arr)
     assert scan_volumes([good, str(nan)]) == (1, 1)  # headers only: NaN not looked for
-    with pytest.raises(BadVolumeError, match="NaN"):
+    with pytest.raises(ValidationError, match="NaN"):
         scan_volumes([good, str(nan)], check_values=True)
-    with pytest.raises(BadVolumeError, match="truncated"):
+    with pytest.raises(ValidationError, match="truncated"):
         create_volume_loader(files=[(good, 0), (bad["truncated"], 1)], batch_size=1, crop=(2, 2, 2))
 
 
