@@ -31,6 +31,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -38,14 +39,16 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .checks import (IMAGE_LAYOUTS, check_bool, check_choice, check_int, check_layout, check_real, check_rgb,
-                     check_seed, warn_user)
+from .checks import IMAGE_LAYOUTS, check_bool, check_choice, check_int, check_layout, check_real, check_rgb, warn_user
 from .config import MixupConfig
+from .constants import IMAGENET_MEAN, IMAGENET_STD, PREFETCH_QUEUE_DEPTH, READER_NAME
 from .fields import Blend, Consumed, JointRule, Keep, Rule
-from .sampler import MixupParams
+from .front import Kind, build_loader
+from .options import LoaderOptions
+from .validate import BadDataError, OnError, Problem, ProblemKind, ValidationError
 
 __all__ = [
-    "BadAnnotationError", "BoxesWithWeights", "CocoSource", "Fit", "MaskPaste",
+    "BadAnnotationError", "BoxesWithWeights", "CocoSource", "DetectionSpec", "Fit", "MaskPaste", "PAD_RANGES",
     "MIN_BOX_SIDE", "create_detection_loader", "denormalize_boxes", "detection_fields", "detection_pipeline",
     "load_coco", "normalize_boxes", "to_torchvision", "xywh_to_xyxy", "xyxy_to_xywh", "yolov5_preset",
 ]
@@ -53,7 +56,6 @@ __all__ = [
 #: boxes with a side below this many pixels are refused by ``load_coco`` (DALI's reader would drop
 #: them silently with its ``size_threshold``, which the pipeline sets to this same value)
 MIN_BOX_SIDE = 0.1
-READER_NAME = "Reader"
 
 
 # -- box formats ------------------------------------------------------------------------------
@@ -82,30 +84,27 @@ def denormalize_boxes(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tenso
 
 
 # -- the COCO source ---------------------------------------------------------------------------
-class BadAnnotationError(ValueError):
-    """A COCO annotation file that cannot be trained on. ``file``, ``annotation_id`` and
-    ``image_id`` say where (``None`` where not applicable); the message names them all."""
+class BadAnnotationError(ValidationError):
+    """A COCO annotation file that cannot be trained on (one of the bad-data family,
+    ``dali_mixup.validate.DataError``). ``file``, ``annotation_id`` and ``image_id`` say where
+    (``None`` where not applicable); the message names them all.
+
+    ``load_coco`` under the shared ``OnError``: ``RAISE`` at the first bad entry; ``SKIP``: a
+    missing or unreadable image is left out with its annotations, a bad annotation (box outside the
+    image, side < ``MIN_BOX_SIDE``, unknown category) alone, with one warning giving the count and
+    the first ids. The JSON itself must parse and have the COCO keys (else ``RAISE`` whatever
+    ``on_error`` says). DALI reads a cleaned copy of the file.
+    """
 
     def __init__(self, file: str, message: str, annotation_id: Optional[int] = None,
                  image_id: Optional[int] = None):
         self.file, self.annotation_id, self.image_id = file, annotation_id, image_id
         where = [f"annotation id {annotation_id}"] if annotation_id is not None else []
         where += [f"image id {image_id}"] if image_id is not None else []
-        super().__init__(f"{file}: {', '.join(where) + ': ' if where else ''}{message}")
-
-
-class OnError(str, enum.Enum):
-    """What ``load_coco`` does with a bad image entry or annotation.
-
-    * ``RAISE``: ``BadAnnotationError`` at the first one, naming the file and the id.
-    * ``SKIP``: a missing or unreadable image is left out with its annotations; a bad annotation
-      (box outside the image, side < ``MIN_BOX_SIDE``, unknown category) is left out alone; one
-      warning gives the count and the first ids. The JSON itself must parse and have the COCO
-      keys (else ``RAISE`` whatever this says). DALI reads a cleaned copy of the file.
-    """
-
-    RAISE = "raise"
-    SKIP = "skip"
+        text = f"{', '.join(where) + ': ' if where else ''}{message}"
+        self.problems = [Problem(file, ProblemKind.CORRUPT_HEADER, text)]
+        self.total = None
+        ValueError.__init__(self, f"{file}: {text}")
 
 
 class SourceKindCoco(str, enum.Enum):
@@ -159,42 +158,33 @@ class CocoSource:
         return sum(len(b) for b in self.boxes.values())
 
 
-def _image_size(path: str) -> Tuple[int, int]:
+#: COCO image ids DALI's reader takes (it parses them as int32)
+MAX_IMAGE_ID = 2**31 - 1
+#: where cleaned annotation files go under ``on_error="skip"``: one file per content, reused
+COCO_CACHE = os.path.join(tempfile.gettempdir(), "dali_mixup_coco")
+
+
+def _image_header(path: str) -> Tuple[int, int, int]:
+    """``(height, width, EXIF orientation)`` of an image file as stored (1 = upright)."""
     from PIL import Image
 
     with Image.open(path) as im:
-        return im.height, im.width
+        orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+        return im.height, im.width, int(orientation or 1)
 
 
-def load_coco(root: str, annotations: str, *, on_error: Union[str, OnError] = "raise", masks: bool = False,
-              include_crowd: bool = False, ignore_index: int = 255, cache_dir: Optional[str] = None) -> CocoSource:
-    """Read and validate a COCO annotation file against its image folder, once, up front.
+def _finite(v) -> bool:
+    """A JSON number that is a finite float (an int of 400 digits is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
-    Checked: the JSON parses and has ``images``, ``annotations`` and ``categories``; ids are
-    unique; every image file exists and its header's size matches the JSON's ``width``/``height``;
-    every box lies inside its image (``x >= 0``, ``x + w <= width``, same for y) with sides
-    ``>= MIN_BOX_SIDE``; every category id is declared, is not ``ignore_index`` (masks) and is
-    < 65535; with ``masks``, every annotation has a ``segmentation``. ``iscrowd`` annotations are
-    ignored unless ``include_crowd``.
 
-    Args:
-        root: image folder. annotations: the JSON file.
-        on_error: ``OnError`` (``"raise"`` or ``"skip"``).
-        masks: the loader will produce pixel masks (needs segmentations).
-        include_crowd: train on ``iscrowd=1`` annotations too.
-        ignore_index: the mask value of "no label"; no category may use it.
-        cache_dir: where the cleaned JSON goes under ``on_error="skip"`` (default: a temporary
-            directory).
-
-    Raises:
-        BadAnnotationError: naming the file and the annotation or image id.
-    """
-    on_error = check_choice("on_error", OnError, on_error)
-    check_bool("masks", masks)
-    check_bool("include_crowd", include_crowd)
-    ignore_index = check_int("ignore_index", ignore_index, 0, 65535)
-    if not os.path.isdir(root):
-        raise BadAnnotationError(root, "the image folder does not exist")
+def _read_json(annotations: str) -> dict:
+    """The parsed COCO JSON: an object with lists ``images``, ``annotations``, ``categories``."""
     try:
         with open(annotations, "rb") as f:
             raw = f.read()
@@ -203,35 +193,56 @@ def load_coco(root: str, annotations: str, *, on_error: Union[str, OnError] = "r
         raise BadAnnotationError(annotations, f"cannot be read: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadAnnotationError(annotations, f"is not valid JSON: {e}") from None
+    except RecursionError:
+        raise BadAnnotationError(annotations, "is not a COCO file: its JSON nests deeper than Python's parser "
+                                              "goes") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
                                              for k in ("images", "annotations", "categories")):
         raise BadAnnotationError(annotations, "must be a JSON object with lists 'images', 'annotations' and "
                                               "'categories' (COCO format)")
-    skip = on_error is OnError.SKIP
-    skipped: List[Tuple[str, str]] = []
+    return data
 
-    def bad(message, annotation_id=None, image_id=None):
-        err = BadAnnotationError(annotations, message, annotation_id, image_id)
-        if not skip:
-            raise err
-        skipped.append((f"annotation {annotation_id}" if annotation_id is not None else f"image {image_id}", message))
 
+def _categories(data: dict, annotations: str, masks: bool, ignore_index: int) -> Dict[int, str]:
+    """``{category id: name}``; ids are ints in [0, 65535), unique; with masks neither 0 (the
+    mask's background) nor ``ignore_index``."""
     categories = {}
     for c in data["categories"]:
         cid = c.get("id") if isinstance(c, dict) else None
         if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid < 65535:
-            raise BadAnnotationError(annotations, f"category {c!r}: 'id' must be an int in [0, 65535)")
+            raise BadAnnotationError(annotations, f"category {str(c)[:80]}: 'id' must be an int in [0, 65535)")
         if masks and cid == ignore_index:
             raise BadAnnotationError(annotations, f"category id {cid} equals ignore_index={ignore_index}")
+        if masks and cid == 0:
+            raise BadAnnotationError(annotations, "category id 0 with masks=True: 0 is the mask's background value, "
+                                                  "so this category's pixels would read as background; number "
+                                                  "categories from 1 (as COCO does)")
         if cid in categories:
             raise BadAnnotationError(annotations, f"category id {cid} is declared twice")
         categories[cid] = str(c.get("name", cid))
+    return categories
+
+
+def _inside(root: str, path: str) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
+
+
+def _images(data: dict, annotations: str, root: str, bad, allow_outside_root: bool) -> Dict[int, dict]:
+    """``{image id: entry + "_path"}`` of the usable images: ids unique ints DALI can read,
+    ``file_name`` inside ``root`` and listed once, the file an image DALI decodes (the image
+    scan: format, header, truncation), upright (no EXIF rotation) and of the size the JSON says."""
+    from .validate import scan_file
 
     images: Dict[int, dict] = {}
+    names: Dict[str, int] = {}
     for im in data["images"]:
         iid = im.get("id") if isinstance(im, dict) else None
         if isinstance(iid, bool) or not isinstance(iid, int):
             raise BadAnnotationError(annotations, f"image entry {str(im)[:80]}: 'id' must be an int")
+        if not 0 <= iid <= MAX_IMAGE_ID:
+            raise BadAnnotationError(annotations, f"image id must be in [0, {MAX_IMAGE_ID}] (DALI's COCO reader "
+                                                  "reads int32 ids)", image_id=iid)
         if iid in images:
             raise BadAnnotationError(annotations, "image id is listed twice", image_id=iid)
         name, w, h = im.get("file_name"), im.get("width"), im.get("height")
@@ -240,21 +251,68 @@ def load_coco(root: str, annotations: str, *, on_error: Union[str, OnError] = "r
             raise BadAnnotationError(annotations, "needs 'file_name' and positive int 'width', 'height'",
                                      image_id=iid)
         path = os.path.join(root, name)
-        if not os.path.isfile(path):
-            bad(f"image file {path!r} does not exist", image_id=iid)
+        key = os.path.normpath(path)
+        if key in names:
+            raise BadAnnotationError(annotations, f"file_name {name!r} is also image id {names[key]}'s: DALI would "
+                                                  "serve one of them twice and the other never", image_id=iid)
+        names[key] = iid
+        if not allow_outside_root and not _inside(root, path):
+            bad(f"file_name {name!r} leads outside the image folder {root!r} (pass allow_outside_root=True if "
+                "that is meant)", image_id=iid)
+            continue
+        problem = scan_file(path)
+        if problem is not None:
+            bad(f"image file {path!r}: {problem.reason}", image_id=iid)
             continue
         try:
-            size = _image_size(path)
+            height, width, orientation = _image_header(path)
         except Exception as e:  # noqa: BLE001 - any decoder complaint means the file is unusable
             bad(f"image file {path!r} cannot be read as an image: {e}", image_id=iid)
             continue
-        if size != (h, w):
-            bad(f"image file {path!r} is {size[1]}x{size[0]} (WxH), the JSON says {w}x{h}", image_id=iid)
+        if orientation != 1:
+            bad(f"image file {path!r} has EXIF orientation {orientation}: DALI's decoder rotates its pixels, the "
+                "JSON's boxes are not rotated with them; save it upright (e.g. PIL.ImageOps.exif_transpose) and "
+                "write its boxes for the upright image", image_id=iid)
+            continue
+        if (height, width) != (h, w):
+            bad(f"image file {path!r} is {width}x{height} (WxH), the JSON says {w}x{h}", image_id=iid)
             continue
         images[iid] = dict(im, _path=path)
+    return images
 
+
+def _segmentation_problem(seg, height: int, width: int) -> Optional[str]:
+    """Why a segmentation cannot be drawn into a mask, or ``None``: polygons need >= 3 finite
+    points each; an RLE's ``size`` must be the image's ``[h, w]`` and uncompressed counts must sum
+    to h·w."""
+    if isinstance(seg, list):
+        if not seg:
+            return "'segmentation' is an empty list"
+        for k, poly in enumerate(seg):
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or not all(map(_finite, poly)):
+                return (f"polygon {k} of 'segmentation' must be >= 3 points [x0, y0, x1, y1, ...] of finite "
+                        f"numbers, got {str(poly)[:60]}")
+        return None
+    if isinstance(seg, dict):
+        size, counts = seg.get("size"), seg.get("counts")
+        if size != [height, width]:
+            return f"RLE 'size' {size!r} is not the image's [h, w] = [{height}, {width}]"
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+                return "RLE 'counts' must be non-negative ints"
+            if sum(counts) != height * width:
+                return f"RLE 'counts' sum to {sum(counts)}, the image has {height * width} pixels"
+        elif not isinstance(counts, str) or not counts:
+            return "RLE 'counts' must be a list of ints or a compressed string"
+        return None
+    return f"'segmentation' must be polygons or an RLE, got {type(seg).__name__}"
+
+
+def _annotations(data: dict, annotations: str, images: Dict[int, dict], categories: Dict[int, str], bad,
+                 skipped, include_crowd: bool, masks: bool):
+    """``({image id: [(x0, y0, x1, y1, category, annotation id)]}, kept annotations)``."""
     boxes: Dict[int, List[Tuple[float, ...]]] = {iid: [] for iid in images}
-    kept_annotations, seen = [], set()
+    kept, seen = [], set()
     for a in data["annotations"]:
         aid = a.get("id") if isinstance(a, dict) else None
         if isinstance(aid, bool) or not isinstance(aid, int):
@@ -268,13 +326,12 @@ def load_coco(root: str, annotations: str, *, on_error: Union[str, OnError] = "r
                 bad(f"refers to image id {iid!r}, which is not in 'images'", annotation_id=aid)
             continue
         if a.get("iscrowd", 0) and not include_crowd:
-            kept_annotations.append(a)  # DALI leaves it out (include_iscrowd=False); so do we
+            kept.append(a)  # DALI leaves it out (include_iscrowd=False); so do we
             continue
         im = images[iid]
         bbox = a.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
-            bad(f"'bbox' must be 4 numbers [x, y, w, h], got {bbox!r}", aid, iid)
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_finite, bbox))):
+            bad(f"'bbox' must be 4 finite numbers [x, y, w, h], got {str(bbox)[:80]}", aid, iid)
             continue
         x, y, w, h = (float(v) for v in bbox)
         if w < MIN_BOX_SIDE or h < MIN_BOX_SIDE:
@@ -284,29 +341,100 @@ def load_coco(root: str, annotations: str, *, on_error: Union[str, OnError] = "r
             bad(f"box {bbox} lies outside the {im['width']}x{im['height']} image {im['file_name']!r}", aid, iid)
             continue
         cid = a.get("category_id")
+        if isinstance(cid, bool) or not isinstance(cid, int):
+            bad(f"'category_id' must be an int, got {cid!r} (DALI drops the box otherwise)", aid, iid)
+            continue
         if cid not in categories:
             bad(f"category id {cid!r} is not in 'categories'", aid, iid)
             continue
-        if masks and not a.get("segmentation"):
-            bad("has no 'segmentation' (masks=True needs polygons or RLE)", aid, iid)
-            continue
-        boxes[iid].append((x, y, x + w, y + h, int(cid), aid))
-        kept_annotations.append(a)
+        if masks:
+            why = ("has no 'segmentation' (masks=True needs polygons or RLE)" if not a.get("segmentation")
+                   else _segmentation_problem(a["segmentation"], im["height"], im["width"]))
+            if why is not None:
+                bad(why, aid, iid)
+                continue
+        boxes[iid].append((x, y, x + w, y + h, cid, aid))
+        kept.append(a)
+    return boxes, kept
+
+
+def _clean_copy(data: dict, images: Dict[int, dict], kept: list, cache_dir: Optional[str]) -> Tuple[str, bytes]:
+    """The JSON DALI reads under ``on_error="skip"``: only the kept entries, written once per
+    content into ``cache_dir`` (default ``COCO_CACHE``) and reused by later loaders."""
+    clean = dict(data, images=[{k: v for k, v in im.items() if k != "_path"} for im in images.values()],
+                 annotations=kept)
+    raw = json.dumps(clean, sort_keys=True).encode()
+    folder = cache_dir or COCO_CACHE
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, hashlib.sha256(raw).hexdigest()[:16] + ".json")
+    if not os.path.isfile(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(raw)
+        os.replace(tmp, path)  # atomic: ranks writing the same content at once are fine
+    return path, raw
+
+
+def load_coco(root: str, annotations: str, *, on_error: Union[str, OnError] = "raise", masks: bool = False,
+              include_crowd: bool = False, ignore_index: int = 255, cache_dir: Optional[str] = None,
+              allow_outside_root: bool = False) -> CocoSource:
+    """Read and validate a COCO annotation file against its image folder, once, up front.
+
+    Checked (each failure a ``BadAnnotationError`` naming the file and the image or annotation
+    id): the JSON parses and has ``images``, ``annotations`` and ``categories``; ids are unique
+    ints (image ids within int32); each ``file_name`` is listed once and stays inside ``root``;
+    every image passes the image scan (format DALI decodes, header, truncation), is upright (no
+    EXIF rotation, which DALI applies to the pixels and not to the boxes) and is the size the
+    JSON says; every box is 4 finite numbers inside its image with sides ``>= MIN_BOX_SIDE``;
+    every ``category_id`` is a declared int; with ``masks``, no category is 0 (background) or
+    ``ignore_index``, and every annotation has a drawable ``segmentation`` (polygons of >= 3
+    points, or an RLE of the image's size). ``iscrowd`` annotations are ignored unless
+    ``include_crowd``.
+
+    Args:
+        root: image folder. annotations: the JSON file.
+        on_error: ``OnError`` (``"raise"`` or ``"skip"``; see ``BadAnnotationError``).
+        masks: the loader will produce pixel masks (needs segmentations).
+        include_crowd: train on ``iscrowd=1`` annotations too.
+        ignore_index: the mask value of "no label"; no category may use it.
+        cache_dir: where the cleaned JSON goes under ``on_error="skip"`` (default ``COCO_CACHE``,
+            one file per content, reused).
+        allow_outside_root: accept ``file_name`` entries that lead outside ``root`` (absolute, or
+            with ``..``).
+
+    Raises:
+        BadAnnotationError: naming the file and the annotation or image id.
+    """
+    on_error = check_choice("on_error", OnError, on_error)
+    check_bool("masks", masks)
+    check_bool("include_crowd", include_crowd)
+    check_bool("allow_outside_root", allow_outside_root)
+    ignore_index = check_int("ignore_index", ignore_index, 0, 65535)
+    if not os.path.isdir(root):
+        raise BadAnnotationError(root, "the image folder does not exist")
+    data = _read_json(annotations)
+    skip = on_error is OnError.SKIP
+    skipped: List[Tuple[str, str]] = []
+
+    def bad(message, annotation_id=None, image_id=None):
+        err = BadAnnotationError(annotations, message, annotation_id, image_id)
+        if not skip:
+            raise err
+        skipped.append((f"annotation {annotation_id}" if annotation_id is not None else f"image {image_id}", message))
+
+    categories = _categories(data, annotations, masks, ignore_index)
+    images = _images(data, annotations, root, bad, allow_outside_root)
+    boxes, kept = _annotations(data, annotations, images, categories, bad, skipped, include_crowd, masks)
     if not images:
         raise BadAnnotationError(annotations, "no usable image")
     path = annotations
+    with open(annotations, "rb") as f:
+        raw = f.read()
     if skipped:
         first = "; ".join(f"{w}: {m}" for w, m in skipped[:5])
         warn_user(f"{annotations}: left out {len(skipped)} bad entr{'y' if len(skipped) == 1 else 'ies'} "
-                      f"(on_error='skip'): {first}{' ...' if len(skipped) > 5 else ''}")
-        clean = dict(data, images=[{k: v for k, v in im.items() if k != "_path"} for im in images.values()],
-                     annotations=kept_annotations)
-        raw = json.dumps(clean).encode()
-        folder = cache_dir or tempfile.mkdtemp(prefix="dali_mixup_coco_")
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, hashlib.sha256(raw).hexdigest()[:16] + ".json")
-        with open(path, "wb") as f:
-            f.write(raw)
+                  f"(on_error='skip'): {first}{' ...' if len(skipped) > 5 else ''}")
+        path, raw = _clean_copy(data, images, kept, cache_dir)
     order = sorted(images)
     return CocoSource(
         root=root, annotations=path, image_ids=tuple(order), files=tuple(images[i]["_path"] for i in order),
@@ -345,7 +473,8 @@ def detection_pipeline_graph(source: CocoSource, *, device: str, canvas: Tuple[i
                              flip_prob: float, mean, std, dtype: str, layout: str, masks: bool,
                              ignore_index: int, pad_value: float, shard_id: int, num_shards: int, shuffle: bool,
                              include_crowd: bool = False):
-    """The graph (inside a ``pipeline_def``); see ``detection_pipeline``."""
+    """The graph (inside a ``pipeline_def``): ``{name: output}`` with the names of
+    ``detection_fields``; see ``detection_pipeline``."""
     from nvidia.dali import fn, types
 
     from .pipeline import DALI_DTYPES, LAYOUTS, _decoder_args
@@ -377,7 +506,8 @@ def detection_pipeline_graph(source: CocoSource, *, device: str, canvas: Tuple[i
     images = fn.crop_mirror_normalize(
         images, device=device, dtype=DALI_DTYPES[dtype], output_layout=LAYOUTS[layout], mean=mean_, std=std_,
         crop=(h, w), crop_pos_x=0.0, crop_pos_y=0.0, out_of_bounds_policy="pad", fill_values=pad_value)
-    outputs = [images, fn.pad(boxes, fill_value=0.0), fn.pad(labels, fill_value=-1), labels.shape(), image_ids]
+    outputs = {"images": images, "bboxes": fn.pad(boxes, fill_value=0.0), "labels": fn.pad(labels, fill_value=-1),
+               "counts": labels.shape(), "image_ids": image_ids}
     if masks:
         mask = fn.cast(mask, dtype=types.UINT16)
         if device == "gpu":
@@ -386,8 +516,8 @@ def detection_pipeline_graph(source: CocoSource, *, device: str, canvas: Tuple[i
         mask = fn.flip(mask, device=device, horizontal=coin)
         mask = fn.crop(mask, device=device, crop=(h, w), crop_pos_x=0.0, crop_pos_y=0.0,
                        out_of_bounds_policy="pad", fill_values=float(ignore_index))
-        outputs.append(fn.cast(mask, dtype=types.INT32))  # torch has no uint16 in DALI's plugin
-    return tuple(outputs)
+        outputs["mask"] = fn.cast(mask, dtype=types.INT32)  # torch has no uint16 in DALI's plugin
+    return outputs
 
 
 def detection_pipeline(source: CocoSource, *, checkpoint=None, **kwargs):
@@ -413,7 +543,7 @@ def detection_pipeline(source: CocoSource, *, checkpoint=None, **kwargs):
 
     @pipeline_def(enable_checkpointing=True)
     def _pipe():
-        return detection_pipeline_graph(source, **kwargs)
+        return tuple(detection_pipeline_graph(source, **kwargs).values())
 
     return _pipe(checkpoint=checkpoint, **dali)
 
@@ -623,6 +753,107 @@ def yolov5_preset(prob: float = 1.0) -> Dict[str, Any]:
             "box_weights": False}
 
 
+@dataclass(frozen=True)
+class DetectionSpec:
+    """The resolved options of one detection loader (see ``create_detection_loader``); the shared
+    ones are ``options``."""
+
+    options: LoaderOptions
+    source: CocoSource
+    batch_size: int
+    canvas: Tuple[int, int]
+    fit: Fit
+    mixup: Optional[MixupConfig]
+    shuffle: bool
+    flip_prob: float
+    masks: bool
+    ignore_index: int
+    soft_masks: bool
+    min_visible: float
+    box_weights: bool
+    dtype: str
+    layout: str
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+    pad_value: float
+    include_crowd: bool
+    dynamic_shape = True  # the boxes per image vary from batch to batch
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.source.files)
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes
+
+    def fields(self) -> Dict[str, Rule]:
+        return detection_fields(masks=self.masks, ignore_index=self.ignore_index, num_classes=self.source.num_classes,
+                                soft_masks=self.soft_masks, min_visible=self.min_visible,
+                                box_weights=self.box_weights, layout=self.layout)
+
+    def graph(self):
+        o = self.options
+        return detection_pipeline_graph(
+            self.source, device=o.device, canvas=self.canvas, fit=self.fit, flip_prob=self.flip_prob, mean=self.mean,
+            std=self.std, dtype=self.dtype, layout=self.layout, masks=self.masks, ignore_index=self.ignore_index,
+            pad_value=self.pad_value, shard_id=o.shard_id, num_shards=o.num_shards, shuffle=self.shuffle,
+            include_crowd=self.include_crowd)
+
+    def diagnose(self, error: BaseException) -> BadDataError:
+        from .validate import diagnose_read_error
+
+        return diagnose_read_error(error, self.source.files)
+
+    def config(self):
+        return dict(canvas=list(self.canvas), fit=self.fit.value, shuffle=self.shuffle, flip_prob=self.flip_prob,
+                    masks=self.masks, ignore_index=self.ignore_index, soft_masks=self.soft_masks,
+                    dtype=self.dtype, layout=self.layout, mean=list(self.mean), std=list(self.std),
+                    pad_value=self.pad_value, include_crowd=self.include_crowd)
+
+    @classmethod
+    def resolve(cls, options: LoaderOptions, root: str, annotations: str, *, batch_size: int,
+                canvas: Union[int, Tuple[int, int]] = 320, fit: Union[str, Fit] = "letterbox",
+                mixup: Optional[MixupConfig] = None, shuffle: bool = True, flip_prob: float = 0.5,
+                masks: bool = False, ignore_index: int = 255, soft_masks: bool = False, min_visible: float = 0.2,
+                box_weights: bool = True, dtype: str = "float32", layout: str = "NCHW",
+                mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, pad_value: float = 0.0,
+                include_crowd: bool = False, allow_outside_root: bool = False) -> "DetectionSpec":
+        """Check every detection option and load (validate) the COCO data set."""
+        from .pipeline import DALI_DTYPES
+
+        batch_size = check_int("batch_size", batch_size, 1)
+        canvas = _canvas(canvas)
+        fit = check_choice("fit", Fit, fit)
+        if mixup is not None and not isinstance(mixup, MixupConfig):
+            raise TypeError(f"mixup must be a MixupConfig or None, got {type(mixup).__name__}")
+        for opt, v in (("shuffle", shuffle), ("masks", masks), ("soft_masks", soft_masks)):
+            check_bool(opt, v)
+        flip_prob = check_real("flip_prob", flip_prob, low=0.0, high=1.0)
+        if dtype not in DALI_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DALI_DTYPES)}, got {dtype!r}")
+        check_layout(layout, allowed=IMAGE_LAYOUTS)
+        mean, std = check_rgb("mean", mean), check_rgb("std", std, positive=True)
+        low, high = PAD_RANGES[dtype]
+        pad_value = check_real("pad_value", pad_value, low=low, high=high)
+        if dtype == "uint8" and pad_value != int(pad_value):
+            raise ValueError(f"pad_value must be a whole number for dtype='uint8', got {pad_value}")
+        source = load_coco(root, annotations, on_error=options.on_error, masks=masks, include_crowd=include_crowd,
+                           ignore_index=ignore_index, allow_outside_root=allow_outside_root)
+        return cls(options=options, source=source, batch_size=batch_size, canvas=canvas, fit=fit, mixup=mixup,
+                   shuffle=shuffle, flip_prob=flip_prob, masks=masks, ignore_index=ignore_index,
+                   soft_masks=soft_masks, min_visible=min_visible, box_weights=box_weights, dtype=dtype,
+                   layout=layout, mean=mean, std=std, pad_value=pad_value, include_crowd=include_crowd)
+
+
+#: the values ``pad_value`` may take for each output dtype (the letterbox fill, in output units)
+PAD_RANGES = {"uint8": (0.0, 255.0), "float16": (-65504.0, 65504.0), "float32": (-3.4e38, 3.4e38)}
+
+#: the detection kind as the front knows it (``load_coco`` always checks the annotations and
+#: the images' headers)
+KIND = Kind("detection", DetectionSpec.resolve, default_validate=True, samples="images")
+
+
 def create_detection_loader(
     root: str,
     annotations: str,
@@ -631,11 +862,6 @@ def create_detection_loader(
     canvas: Union[int, Tuple[int, int]] = 320,
     fit: Union[str, Fit] = "letterbox",
     mixup: Optional[MixupConfig] = None,
-    device: str = "auto",
-    num_threads: Optional[int] = None,
-    seed: int = 0,
-    shard_id: int = 0,
-    num_shards: int = 1,
     shuffle: bool = True,
     flip_prob: float = 0.5,
     masks: bool = False,
@@ -645,26 +871,29 @@ def create_detection_loader(
     box_weights: bool = True,
     dtype: str = "float32",
     layout: str = "NCHW",
-    mean: Sequence[float] = (0.485, 0.456, 0.406),
-    std: Sequence[float] = (0.229, 0.224, 0.225),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
     pad_value: float = 0.0,
-    last_batch_policy: str = "PARTIAL",
-    auto_reset: bool = True,
-    on_error: str = "raise",
     include_crowd: bool = False,
+    allow_outside_root: bool = False,
+    device: str = "auto",
     device_id: Optional[int] = None,
-    prefetch_queue_depth: int = 2,
+    shard_id: Optional[int] = None,
+    num_shards: Optional[int] = None,
+    num_threads: Optional[int] = None,
+    seed: int = 0,
+    last_batch_policy="PARTIAL",
+    prefetch_queue_depth: int = PREFETCH_QUEUE_DEPTH,
+    on_error: str = "raise",
+    validate: Optional[bool] = None,
+    auto_reset: bool = True,
 ):
-    """A DALI detection (and segmentation) loader with mixup/CutMix.
+    """A DALI detection (and segmentation) loader with mixup/CutMix: ``build_loader("detection", ...)``.
 
     Args:
         root, annotations: the image folder and the COCO JSON, validated first (``load_coco``).
         batch_size: samples per batch. canvas: output side, or ``(H, W)``. fit: ``Fit``.
         mixup: ``MixupConfig`` (λ, partners, CutMix), or ``None`` for no mixing.
-        device: 'auto', 'gpu' (nvJPEG, GPU resize/flip/normalise, CuPy mixing) or 'cpu'.
-        num_threads: DALI CPU threads (default: the cores this process may use).
-        seed: seeds DALI (shuffle, flips) and the mixup sampler: same seed, same batches.
-        shard_id, num_shards: this process's share of the data.
         shuffle: read in random order (else ascending image id).
         flip_prob: chance of a horizontal flip (image, boxes and masks together).
         masks: produce pixel masks (``mask`` and ``mask_partner`` (N, H, W) int64).
@@ -673,10 +902,16 @@ def create_detection_loader(
         min_visible: CutMix drops a box with less than this share of its area visible.
         box_weights: weights λ / 1 − λ (``False``: all 1, as YOLOv5).
         dtype: 'float32', 'float16' or 'uint8' (no normalisation); layout: 'NCHW' or 'NHWC'.
-        mean, std: normalisation in [0, 1] units. pad_value: letterbox fill, in output units.
-        last_batch_policy: DALI's ``LastBatchPolicy`` name (default PARTIAL: every image once).
-        on_error: ``OnError`` for bad annotations ('raise' or 'skip').
+        mean, std: normalisation in [0, 1] units. pad_value: letterbox fill, in output units
+            (within the dtype's range: ``PAD_RANGES``).
         include_crowd: also train on ``iscrowd`` annotations.
+        allow_outside_root: accept ``file_name`` entries leading outside ``root``.
+        device, device_id, shard_id, num_shards, num_threads, seed, last_batch_policy,
+            prefetch_queue_depth, on_error, validate, auto_reset: the shared options
+            (``dali_mixup.options``), as ``create_loader``'s: shards by global rank and
+            ``device_id`` by local rank under torchrun; ``on_error`` for bad images and
+            annotations ('raise' or 'skip': ``BadAnnotationError``). ``load_coco`` always checks
+            the annotations and the images' headers.
 
     Returns:
         An iterator (``DALIMixupIterator``) yielding ``[batch]``, ``batch`` a dict with
@@ -685,65 +920,10 @@ def create_detection_loader(
         ``box_counts`` (N,), ``box_source`` (N, M) (see ``BoxesWithWeights``), ``image_ids``
         (N, 1); ``lam``, ``perm`` and with CutMix ``cutmix``, ``boxes`` (the CutMix regions,
         (y0, y1, x0, x1)); with ``masks`` also ``mask``, ``mask_partner`` (and ``mask_soft``).
-        ``.source`` is the ``CocoSource``; ``state_dict``/``load_state_dict`` resume it.
+        ``.source`` is the ``CocoSource``, ``.options`` the shared options;
+        ``state_dict``/``load_state_dict`` resume it.
     """
-    from nvidia.dali.plugin.base_iterator import LastBatchPolicy
-
-    from .pipeline import DALI_DTYPES
-    from .spec import resolve_device
-
-    batch_size = check_int("batch_size", batch_size, 1)
-    canvas = _canvas(canvas)
-    fit = check_choice("fit", Fit, fit)
-    if mixup is not None and not isinstance(mixup, MixupConfig):
-        raise TypeError(f"mixup must be a MixupConfig or None, got {type(mixup).__name__}")
-    device = resolve_device(device)
-    num_threads = check_int("num_threads", num_threads if num_threads is not None else
-                            len(os.sched_getaffinity(0)), 1)
-    seed = check_seed("seed", seed)
-    num_shards = check_int("num_shards", num_shards, 1)
-    shard_id = check_int("shard_id", shard_id, 0, num_shards - 1)
-    for opt, v in (("shuffle", shuffle), ("masks", masks), ("soft_masks", soft_masks), ("auto_reset", auto_reset)):
-        check_bool(opt, v)
-    flip_prob = check_real("flip_prob", flip_prob, low=0.0, high=1.0)
-    if dtype not in DALI_DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DALI_DTYPES)}, got {dtype!r}")
-    check_layout(layout, allowed=IMAGE_LAYOUTS)
-    mean, std = check_rgb("mean", mean), check_rgb("std", std, positive=True)
-    pad_value = check_real("pad_value", pad_value)
-    policy = LastBatchPolicy[check_choice("last_batch_policy", _Policy, last_batch_policy).value]
-    prefetch_queue_depth = check_int("prefetch_queue_depth", prefetch_queue_depth, 1)
-    if device == "gpu":
-        device_id = check_int("device_id", device_id if device_id is not None else 0, 0)
-    else:
-        device_id = None
-    source = load_coco(root, annotations, on_error=on_error, masks=masks, include_crowd=include_crowd,
-                       ignore_index=ignore_index)
-    fields = detection_fields(masks=masks, ignore_index=ignore_index, num_classes=source.num_classes,
-                              soft_masks=soft_masks, min_visible=min_visible, box_weights=box_weights, layout=layout)
-    graph = dict(device=device, canvas=canvas, fit=fit, flip_prob=flip_prob, mean=mean, std=std, dtype=dtype,
-                 layout=layout, masks=masks, ignore_index=ignore_index, pad_value=pad_value, shard_id=shard_id,
-                 num_shards=num_shards, shuffle=shuffle, include_crowd=include_crowd)
-    dali = dict(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
-                prefetch_queue_depth=prefetch_queue_depth)
-
-    def make_pipeline(checkpoint=None):
-        return detection_pipeline(source, checkpoint=checkpoint, **graph, **dali)
-
-    from .iterator import DALIMixupIterator
-
-    it = DALIMixupIterator(
-        make_pipeline(), reader_name=READER_NAME, auto_reset=auto_reset, last_batch_policy=policy,
-        dynamic_shape=True, mixup=mixup, seed=seed, pipeline_factory=make_pipeline, source=source, fields=fields,
-    )
-    it.num_classes = source.num_classes
-    return it
-
-
-class _Policy(str, enum.Enum):
-    FILL = "FILL"
-    DROP = "DROP"
-    PARTIAL = "PARTIAL"
+    return build_loader("detection", **locals())
 
 
 def to_torchvision(batch: Mapping[str, torch.Tensor], device: Optional[torch.device] = None,

@@ -124,4 +124,6 @@ def build(spec, kind: Optional[Kind] = None):
         diagnose=spec.diagnose, config=config,
     )
     it.spec, it.options = spec, opts
+    if getattr(spec, "num_classes", None) is not None:
+        it.num_classes = spec.num_classes
     return it
