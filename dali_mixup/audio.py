@@ -66,8 +66,8 @@ from .fields import Blend, Rule, SoftTarget
 from .front import Kind, build_loader
 from .options import LoaderOptions
 from .sources import Source, SourceKind, folder_source, parse_file_list
-from .validate import (BadDataError, Problem, ProblemKind, _text_reason, bad_data_error, filter_paths, scan_path,
-                       scan_paths)
+from .scan import (BadDataError, Problem, ProblemKind, _text_reason, bad_data_error, filter_paths, scan_path,
+                   scan_paths)
 
 __all__ = [
     "AUDIO_EXTENSIONS", "AudioLoaderSpec", "BlendThenLogMel", "LogMel", "LogMelConfig",
@@ -455,20 +455,20 @@ def _identify_audio(f, size: int):
         return ProblemKind.UNSUPPORTED_FORMAT, "MP3/MPEG audio: fn.decoders.audio decodes WAV, FLAC, OGG"
     if head[4:8] == b"ftyp":
         return ProblemKind.UNSUPPORTED_FORMAT, "MP4/M4A (AAC) audio: fn.decoders.audio decodes WAV, FLAC, OGG"
-    text = _text_reason(head)
+    text = _text_reason(head, "audio")
     if text:
-        return ProblemKind.TEXT, text.replace("not an image", "not audio")
+        return ProblemKind.TEXT, text
     return ProblemKind.UNKNOWN_FORMAT, f"not WAV, FLAC or OGG audio (starts with {head[:8]!r})"
 
 
 def scan_audio_file(path) -> Optional[Problem]:
     """Check one audio file's header (a few hundred bytes; the whole metadata for FLAC), through
-    the scan every kind shares (``dali_mixup.validate.scan_path``: a regular, readable, non-empty
+    the scan every kind shares (``dali_mixup.scan.scan_path``: a regular, readable, non-empty
     file first).
 
     Returns:
         ``None`` when nothing is wrong that the header shows, else a ``Problem`` (kinds as in
-        ``dali_mixup.validate``; ``ZERO_SIZE`` means no samples).
+        ``dali_mixup.scan``; ``ZERO_SIZE`` means no samples).
     """
     return scan_path(path, _identify_audio)
 
@@ -479,7 +479,7 @@ def scan_audio_files(paths: Sequence, workers: Optional[int] = None) -> List[Pro
 
 
 def filter_audio_files(paths: Sequence, labels: Optional[Sequence] = None, *, on_error="raise"):
-    """Scan and act as ``on_error`` says (``OnError``; ``dali_mixup.validate.filter_paths``):
+    """Scan and act as ``on_error`` says (``OnError``; ``dali_mixup.scan.filter_paths``):
     ``ValidationError`` naming every bad file, or ``(kept_paths, kept_labels)`` and one
     ``BadFilesWarning``."""
     return filter_paths(paths, labels, _identify_audio, on_error=on_error, noun="audio")

@@ -45,7 +45,7 @@ from .constants import IMAGENET_MEAN, IMAGENET_STD, PREFETCH_QUEUE_DEPTH, READER
 from .fields import Blend, Consumed, JointRule, Keep, Rule
 from .front import Kind, build_loader
 from .options import LoaderOptions
-from .validate import BadDataError, OnError, Problem, ProblemKind, ValidationError
+from .scan import BadDataError, OnError, Problem, ProblemKind, ValidationError
 
 __all__ = [
     "BadAnnotationError", "BoxesWithWeights", "CocoSource", "DetectionSpec", "Fit", "MaskPaste", "PAD_RANGES",
@@ -86,7 +86,7 @@ def denormalize_boxes(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tenso
 # -- the COCO source ---------------------------------------------------------------------------
 class BadAnnotationError(ValidationError):
     """A COCO annotation file that cannot be trained on (one of the bad-data family,
-    ``dali_mixup.validate.DataError``). ``file``, ``annotation_id`` and ``image_id`` say where
+    ``dali_mixup.scan.DataError``). ``file``, ``annotation_id`` and ``image_id`` say where
     (``None`` where not applicable); the message names them all.
 
     ``load_coco`` under the shared ``OnError``: ``RAISE`` at the first bad entry; ``SKIP``: a

@@ -32,7 +32,7 @@ from .fields import BatchMixer, Blend, LabelEncoding, Rule, SoftTarget
 from .mix import IMAGE_DTYPES
 from .sampler import MixupSampler
 from .state import StateError
-from .validate import BadDataError
+from .scan import BadDataError
 
 __all__ = ["BadDataError", "DALIMixupIterator", "LastBatchPolicy", "StateError"]
 

@@ -31,7 +31,7 @@ import torch
 
 from .checks import check_bool, check_choice, check_int, check_seed
 from .constants import PREFETCH_QUEUE_DEPTH
-from .validate import OnError
+from .scan import OnError
 
 __all__ = ["Device", "LastBatch", "LoaderOptions", "SHARED_DEFAULTS", "check_shard_count", "distributed_defaults",
            "resolve_device", "resolve_shards"]

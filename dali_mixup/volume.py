@@ -37,8 +37,8 @@ from .fields import Blend, SoftTarget
 from .front import Kind, build_loader
 from .options import LoaderOptions
 from .sources import Source, SourceKind, folder_source, list_source
-from .validate import (BadDataError, BadFilesWarning, OnError, Problem, ProblemKind, ValidationError, _describe,
-                       bad_data_error, filter_paths, scan_paths)
+from .scan import (BadDataError, BadFilesWarning, OnError, Problem, ProblemKind, ValidationError, _describe,
+                   bad_data_error, filter_paths, scan_paths)
 
 __all__ = ["DEFAULT_MAX_VOXELS", "VolumeLabel", "VolumeSpec", "create_volume_loader", "scan_volumes",
            "volume_pipeline", "volume_source"]
@@ -52,7 +52,7 @@ DEFAULT_MAX_VOXELS = 2**30
 
 
 def _npy_identify(max_voxels: int, check_values: bool):
-    """The volume format's scanner for ``validate.scan_path``: a NumPy ``.npy`` of format 1.0
+    """The volume format's scanner for ``dali_mixup.scan.scan_path``: a NumPy ``.npy`` of format 1.0
     (what DALI reads), 4 dims ``(C, D, H, W)``, a readable little-endian dtype, C order, not
     empty, at most ``max_voxels``, as long as its header says; with ``check_values``, no NaN or
     inf (a full read)."""
@@ -105,7 +105,7 @@ def _channels(path: str) -> Tuple[int, int]:
 def filter_volumes(files: Sequence[str], labels: Optional[Sequence] = None, *, on_error="raise",
                    max_voxels: int = DEFAULT_MAX_VOXELS, check_values: bool = False
                    ) -> Tuple[List[str], Optional[list], Dict[str, int]]:
-    """The volume scan (``validate.filter_paths`` with ``.npy`` headers), then the channel counts,
+    """The volume scan (``dali_mixup.scan.filter_paths`` with ``.npy`` headers), then the channel counts,
     which must agree across files. Returns ``(kept files, kept labels, {file: bytes it must
     hold})``; bad files raise ``ValidationError`` naming each, or are left out with one warning
     (``on_error``)."""

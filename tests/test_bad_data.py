@@ -14,7 +14,7 @@ import torch
 import badfiles
 from dali_mixup import MixupConfig, create_loader
 from dali_mixup.iterator import BadDataError
-from dali_mixup.validate import BadFilesWarning, ValidationError
+from dali_mixup.scan import BadFilesWarning, ValidationError
 
 # A directory named .jpg is not a file: the folder listing never picks it up.
 BAD = [c for c in badfiles.BAD_FILE_CASES if c != "directory_named_jpg"]

@@ -24,10 +24,10 @@ CHILD = textwrap.dedent("""
     import signal, sys, time
     # a shell that starts a job in the background hands it SIGINT ignored; Ctrl-C is what we test
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from dali_mixup import validate
+    from dali_mixup import scan, validate
 
     mode, root = sys.argv[1], sys.argv[2]
-    real = validate.scan_path  # the scan every sample kind shares
+    real = scan.scan_path  # the scan every sample kind shares
     said = []
 
     def slow(path, *a, **kw):  # the scan lasts seconds whatever the disk: the signal lands inside it
@@ -37,7 +37,7 @@ CHILD = textwrap.dedent("""
         time.sleep(0.002)
         return real(path, *a, **kw)
 
-    validate.scan_path = slow
+    scan.scan_path = slow
     try:
         if mode == "scan":
             import glob

@@ -106,7 +106,7 @@ def test_partial_with_uneven_shards_hands_out_empty_batches_and_loses_nothing(tm
 
 
 def test_after_a_bad_data_error_every_next_raises_it_again(tmp_path):
-    from dali_mixup.validate import BadDataError
+    from dali_mixup.scan import BadDataError
 
     root = unique_class_set(str(tmp_path), 8, odd=False)
     last = sorted(os.listdir(root))[-1]

@@ -122,7 +122,7 @@ def test_a_shard_label_outside_num_classes_names_shard_and_sample(tmp_path):
 def test_warnings_point_at_the_users_line(tmp_path):
     """A finding made deep in the library is reported at the caller's line, not inside dali_mixup."""
     from dali_mixup import create_loader
-    from dali_mixup.validate import BadFilesWarning
+    from dali_mixup.scan import BadFilesWarning
 
     root = folder(tmp_path, per_class=3)
     os.symlink(".", root / "a" / "self")

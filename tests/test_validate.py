@@ -18,16 +18,8 @@ import pytest
 
 import badfiles
 from dali_mixup import validate
-from dali_mixup.validate import (
-    BadFilesWarning,
-    OnError,
-    Problem,
-    ProblemKind,
-    ValidationError,
-    filter_files,
-    scan_file,
-    scan_files,
-)
+from dali_mixup.scan import BadFilesWarning, OnError, Problem, ProblemKind, ValidationError
+from dali_mixup.validate import filter_files, scan_file, scan_files
 
 PIL = pytest.importorskip("PIL.Image")
 

@@ -9,7 +9,7 @@ import torch
 from dali_mixup import MixupConfig
 from dali_mixup.mix import mix_images
 from dali_mixup.sampler import MixupParams, MixupSampler
-from dali_mixup.validate import ValidationError
+from dali_mixup.scan import ValidationError
 from dali_mixup.volume import create_volume_loader, scan_volumes, volume_source
 
 
