@@ -156,9 +156,6 @@ class Blend(Rule):
         return {name: mix_images(value, params, dtype=dtype, layout=self.layout)}
 
 
-#: ImageNet's per-channel mean and std in [0, 1] units (``create_loader``'s defaults)
-
-
 @dataclass(frozen=True)
 class NormalizeBlend(Rule):
     """uint8 crops ``(N, H, W, C)`` (HWC, as DALI's resize writes them) -> normalised, mirrored,
@@ -359,6 +356,8 @@ class BatchMixer:
                 raise TypeError(f"fields must map output names to Rule objects; got {name!r}: {type(rule).__name__}")
         self.fields: Dict[str, Rule] = dict(fields)
         self._first = next((k for k, r in self.fields.items() if r.tensors), next(iter(self.fields)))
+        #: the field that gives the batch size and the device (the first whose rule takes tensors)
+        self.lead = self._first
         for name, rule in self.fields.items():
             missing = [k for k in getattr(rule, "inputs", ()) if k not in self.fields]
             if missing:

@@ -226,7 +226,7 @@ class DALIMixupIterator(DALIGenericIterator):
         for sampler, batch in zip(self._samplers, batches):
             # On the CPU, DALI's worker threads already occupy the cores: torch's own thread pool
             # would spin against them (mixing in the iterator measured 2x slower on 2 cores).
-            cuda = batch[self._mixer.output_map[0]].is_cuda
+            cuda = batch[self._mixer.lead].is_cuda
             with contextlib.nullcontext() if cuda else _torch_threads(1):
                 mixed.append(self._mixer(batch, self._mixer.sample(sampler, batch), with_cutmix=cutmix_on))
         times = self.host_seconds

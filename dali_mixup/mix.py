@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from . import cpu
-from .checks import LAYOUTS  # noqa: F401  (older imports)
 from .checks import SPATIAL_DIMS, check_layout, check_num_classes, check_real
 from .sampler import MixupParams
 
