@@ -9,7 +9,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= cpu,bench,dev
+EXTRAS ?= cpu,bench,dev,lightning,torchdata,timm
 CONSTRAINTS ?= constraints.txt
 
 .PHONY: test bench bench-kernels gpu-test gpu-check constraints wheel-check docker-check clean

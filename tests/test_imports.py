@@ -27,3 +27,24 @@ def test_old_tool_names_are_gone():
          "dali_mixup.digits", "dali_mixup._gpu"],)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_core_imports_no_integration_and_no_framework():
+    """``import dali_mixup`` (and building its loaders' front) imports no integration and none of
+    the frameworks they glue to; ``dali_mixup.integrations`` itself imports none of its modules."""
+    code = (
+        "import sys, dali_mixup, dali_mixup.loader\n"
+        "core = sorted(m for m in sys.modules if m.startswith('dali_mixup.integrations'))\n"
+        "frameworks = [m for m in ('lightning', 'pytorch_lightning', 'torchdata', 'timm') if m in sys.modules]\n"
+        "import dali_mixup.integrations\n"
+        "package = sorted(m for m in sys.modules if m.startswith('dali_mixup.integrations.'))\n"
+        "print(core, frameworks, package)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] [] []", f"imported: {out.stdout.strip()}"
+
+
+def test_the_timm_mapping_needs_no_timm():
+    code = "import sys, dali_mixup.integrations.timm; print('timm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
