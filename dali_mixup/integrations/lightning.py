@@ -159,10 +159,8 @@ class MixupDataModule(LightningDataModule):
     def __init__(self, kind: str = "image", *, train: Mapping[str, Any], val: Optional[Mapping[str, Any]] = None,
                  mixup_off_epoch: Optional[int] = None, **shared: Any):
         super().__init__()
-        from ..loader import KINDS
-
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+        if kind not in VAL_DEFAULTS:
+            raise ValueError(f"kind must be one of {', '.join(VAL_DEFAULTS)}; got {kind!r}")
         if not isinstance(train, Mapping):
             raise TypeError(f"train must be a mapping of loader options, got {type(train).__name__}")
         if val is not None and not isinstance(val, Mapping):
