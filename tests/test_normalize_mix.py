@@ -181,7 +181,8 @@ def test_bench_runs_the_fused_row_next_to_ours(root, tmp_path, capsys):
     (path,) = tmp_path.glob("bench-*.json")
     rows = {r["name"]: r for r in json.loads(path.read_text())["rows"]}
     assert list(rows) == ["ours", "ours-fused", "dali"]
-    assert all(r["status"] == "ok" and r["epochs"][0]["images"] == N for r in rows.values())
+    # a timed round is whole epochs (as many as it takes to pass the prefetch depth): N images each
+    assert all(r["status"] == "ok" and r["epochs"][0]["images"] % N == 0 for r in rows.values())
     assert rows["ours-fused"]["host_ms_per_batch"]["mix"] > 0
     assert bench.EXTRA_LABELS["ours-fused"] in out
 
