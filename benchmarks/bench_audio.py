@@ -135,9 +135,9 @@ def bench_ours(root, batch_size, cores, repeats, device):
             n += b[0]["features"].shape[0]
         return n
 
-    out = _timed_epochs(epoch, repeats, ld.spec.device == "gpu")
+    out = _timed_epochs(epoch, repeats, ld.spec.options.device == "gpu")
     out["host_seconds"] = dict(ld.host_seconds)
-    out["device"] = ld.spec.device
+    out["device"] = ld.spec.options.device
     return out, ld.source
 
 
@@ -198,6 +198,7 @@ def main(argv=None):
         "load_average_1_5_15min": list(os.getloadavg()),  # a shared machine: other jobs widen the spread
     }
     os.makedirs(args.out, exist_ok=True)
+    meta["git"]["commit"] = meta["git"].get("commit") or os.environ.get("GIT_COMMIT")  # a tree copied without history
     name = f"bench_audio-{hardware_slug(meta)}{'-quick' if args.quick else ''}.json"
     path = os.path.join(args.out, name)
     with open(path, "w") as f:

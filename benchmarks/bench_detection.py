@@ -161,7 +161,8 @@ def main(argv=None):
     }
     result["speedup"] = result["results"]["dali_mixup"]["median"] / result["results"]["torchvision_v2_dataloader"]["median"]
     os.makedirs(args.out, exist_ok=True)
-    name = f"detection-{meta.hardware_slug(md)}{'-quick' if args.quick else ''}.json"
+    md["git"]["commit"] = md["git"].get("commit") or os.environ.get("GIT_COMMIT")  # a tree copied without history
+    name = f"bench_detection-{meta.hardware_slug(md)}{'-quick' if args.quick else ''}.json"
     with open(os.path.join(args.out, name), "w") as f:
         json.dump(result, f, indent=2)
     for k, v in result["results"].items():

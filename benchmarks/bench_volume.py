@@ -229,8 +229,9 @@ def main(argv=None):
         result["mix_forward_backward_cuda"] = "skipped: no CUDA GPU"
     result["wall_s"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
-    commit = (meta.get("git") or {}).get("commit", "nogit")
-    name = f"volume-{slug}-{str(commit)[:7]}{'-quick' if args.quick else ''}.json"
+    git = meta.setdefault("git", {})
+    git["commit"] = git.get("commit") or os.environ.get("GIT_COMMIT")  # a tree copied without history
+    name = f"bench_volume-{slug}-{str(git['commit'] or 'nogit')[:7]}{'-quick' if args.quick else ''}.json"
     (args.out / name).write_text(json.dumps(result, indent=2, default=str))
     lv = result["loader_volumes_per_s"]
     print(f"loader: dali_mixup {lv['dali_mixup']['median']:.1f} vol/s, baseline {lv['baseline']['median']:.1f} vol/s "

@@ -9,8 +9,9 @@ Method:
 * Iterator throughput: images/s over 3 timed epochs after 1 warm-up epoch, median, on the same
   generated JPEGs; rows: ours (DALIMixupIterator, GPU), plain DALI iterator (same pipeline, no
   mixup), DALI + eager torch mixup. torch.cuda.synchronize() at the end of each epoch.
-Writes ``gpu-quick-<hardware>.json`` (with ``dali_mixup.tools.meta.metadata()``) to $OUT (or
-./bench-out).
+Writes ``gpu-quick-<hardware>.json`` (with ``dali_mixup.tools.meta.metadata()``, the commit from
+``$GIT_COMMIT`` where the tree has no git history) to $OUT (or ./bench-out). Superseded by
+``gpu_check.py`` (the GPU check); kept for comparison with the H100 files it wrote.
 """
 
 import json
@@ -130,6 +131,7 @@ def main():
     from dali_mixup.tools.meta import hardware_slug, metadata
 
     meta = metadata()  # git commit, versions (torch, DALI, CuPy, ...), CPU model and cores, GPU
+    meta["git"]["commit"] = meta["git"].get("commit") or os.environ.get("GIT_COMMIT")  # a tree copied without history
     result = {"meta": meta, "kernel": kernel_bandwidth()}
     if len(sys.argv) > 1:
         result["iterator"] = iterator_throughput(sys.argv[1], int(os.environ.get("BS", 128)))
