@@ -7,15 +7,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from audio_data import class_clips, clip, unique_clips, write
 
-pytest.importorskip("soundfile", reason="the audio tests write their clips with soundfile (dev extra)")
-
-from audio_data import class_clips, clip, unique_clips, write  # noqa: E402
-
-from dali_mixup import MixupConfig, MixupParams, mix_images, mix_targets  # noqa: E402
-from dali_mixup.audio import (LogMel, LogMelConfig, MultiHotTarget, create_audio_loader,  # noqa: E402
-                              scan_audio_file)
-from dali_mixup.scan import BadDataError, BadFilesWarning, ProblemKind, ValidationError  # noqa: E402
+from dali_mixup import MixupConfig, MixupParams, mix_images, mix_targets
+from dali_mixup.audio import LogMel, LogMelConfig, MultiHotTarget, create_audio_loader, scan_audio_file
+from dali_mixup.scan import BadDataError, BadFilesWarning, ProblemKind, ValidationError
 
 N = 11  # one clip per class: label_index identifies the clip
 RATE, SECONDS = 8000, 0.25  # 2000 samples per clip
