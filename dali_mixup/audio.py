@@ -33,7 +33,11 @@ per file): missing, 0-byte, text named ``.wav``, unknown or unsupported format (
 AIFF, a WAV whose codec is not one libsndfile decodes), malformed header, truncated data chunk,
 no samples. ``on_error="raise"`` names them all; ``"skip"`` leaves them out with one warning.
 What the scan cannot see (damage inside FLAC/OGG frames) DALI reports at the batch; the error
-then names the file.
+then names the file. A float WAV can hold NaN or inf samples, which mixing would spread to the
+partner's clip (and ``to_decibels`` would turn into flat silence): ``check_values=True`` reads
+every float WAV in full up front and refuses (or skips) them; without it each batch is checked
+(the sum of every served window, computed in the pipeline on the CPU: no device sync) and a
+non-finite clip is a ``BadDataError`` naming the file.
 
 Example:
     >>> loader = create_audio_loader("clips/", batch_size=32, sample_rate=16000, duration=1.0,
@@ -62,7 +66,7 @@ import torch
 from .checks import check_bool, check_choice, check_int, check_num_classes, check_real, resolve_num_classes
 from .config import MixupConfig
 from .constants import PREFETCH_QUEUE_DEPTH, READER_NAME
-from .fields import Blend, Rule, SoftTarget
+from .fields import Blend, Consumed, JointRule, Rule, SoftTarget
 from .front import Kind, build_loader
 from .options import LoaderOptions
 from .sources import Source, SourceKind, folder_source, parse_file_list
@@ -70,7 +74,7 @@ from .scan import (BadDataError, Problem, ProblemKind, _text_reason, bad_data_er
                    scan_paths)
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "AudioLoaderSpec", "BlendThenLogMel", "LogMel", "LogMelConfig",
+    "AUDIO_EXTENSIONS", "AudioLoaderSpec", "BlendThenLogMel", "FiniteClips", "LogMel", "LogMelConfig",
     "MixStage", "MultiHotTarget", "MultiLabelMix", "audio_pipeline", "create_audio_loader", "filter_audio_files",
     "resolve_audio_source", "scan_audio_file", "scan_audio_files",
 ]
@@ -260,6 +264,9 @@ class BlendThenLogMel(Rule):
         if self._logmel is None:
             object.__setattr__(self, "_logmel", LogMel(self.features))
 
+    def outputs(self, name):
+        return (self.features_name, name) if self.keep_waveform else (self.features_name,)
+
     def apply(self, name, value, params):
         mixed = Blend(layout="NCHW").apply(name, value, params)[name]
         out = {self.features_name: self._logmel(mixed)}
@@ -303,6 +310,9 @@ class MultiHotTarget(Rule):
                 table[i, c] = 1.0
         object.__setattr__(self, "_table", table)
 
+    def outputs(self, name):
+        return (name, self.hot_name)
+
     def prepare(self, name, value):
         index = value.reshape(-1).to(torch.int64).cpu()
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self.label_sets)):
@@ -322,6 +332,41 @@ class MultiHotTarget(Rule):
         if eps:
             out = out * (1 - eps) + eps / 2
         return {name: out, self.hot_name: value}
+
+
+@dataclass(frozen=True)
+class FiniteClips(JointRule):
+    """The batch's check for non-finite samples: the field holds each served window's sum ``(N,)``
+    (computed by the pipeline on the CPU, so the check needs no device sync), ``paths`` the field
+    of the reader's ``source_info`` (each clip's path, zero-padded bytes ``(N, L)``). A NaN or inf
+    sum is a ``BadDataError`` naming the clip's file; no output of its own.
+    """
+
+    paths: str = "clip_path"
+
+    @property
+    def inputs(self):
+        return (self.paths,)
+
+    def outputs(self, name):
+        return ()
+
+    def prepare(self, name, value):
+        if value.is_cuda or value.numel() != value.shape[0]:
+            raise ValueError(f"field {name!r}: one CPU sum per clip expected, got {value.device} tensor of shape "
+                             f"{tuple(value.shape)}")
+        return value.reshape(-1)
+
+    def apply_joint(self, name, values, params):
+        bad = ~torch.isfinite(values[name])
+        if bool(bad.any()):
+            rows = values[self.paths].cpu().numpy().reshape(bad.shape[0], -1)[bad.numpy()]
+            paths = sorted({os.fsdecode(bytes(r).rstrip(b"\x00")) for r in rows})
+            raise BadDataError(
+                f"{', '.join(paths)}: holds NaN or inf samples (in the window served); mixed, it would spread to its "
+                "partner's clip. Build the loader with check_values=True to find such files up front (with "
+                "on_error='skip' to leave them out).")
+        return {}
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -361,7 +406,28 @@ _OTHER_CODECS = {0x55: "MPEG layer 3 (MP3)", 0x50: "MPEG", 0xFF: "AAC", 0x1610: 
                  0x161: "WMA"}
 
 
-def _scan_wav(f, size: int, head: bytes):
+#: float WAV codecs (format tag 3, also as the sub-format of an extensible WAV): read in full
+#: by ``check_values``, by bits per sample
+_FLOAT_DTYPES = {32: "<f4", 64: "<f8"}
+
+
+def _nonfinite_wav(f, start: int, length: int, size: int, bits: int):
+    """``None``, or the problem of a float WAV's data chunk holding NaN or inf (read in chunks)."""
+    dtype = np.dtype(_FLOAT_DTYPES[bits])
+    end = size if length == 0xFFFFFFFF else min(size, start + length)
+    f.seek(start)
+    left = (end - start) // dtype.itemsize
+    while left > 0:
+        chunk = np.fromfile(f, dtype=dtype, count=min(left, 1 << 20))
+        if chunk.size == 0:
+            break
+        if not np.isfinite(chunk).all():
+            return ProblemKind.CORRUPT_HEADER, "float WAV holding NaN or inf samples"
+        left -= chunk.size
+    return None
+
+
+def _scan_wav(f, size: int, head: bytes, check_values: bool = False):
     if len(head) < 12:
         return ProblemKind.TRUNCATED, f"truncated WAV: {size} bytes, ends inside the RIFF header"
     pos, fmt, data = 12, None, None
@@ -403,6 +469,8 @@ def _scan_wav(f, size: int, head: bytes):
     if length != 0xFFFFFFFF and start + length > size:  # 0xFFFFFFFF: length unknown (streamed)
         return (ProblemKind.TRUNCATED, f"truncated WAV: the data chunk says {length:,} bytes, the file holds "
                                        f"{size - start:,} (the rest of the clip is missing)")
+    if check_values and tag == 3 and bits in _FLOAT_DTYPES:
+        return _nonfinite_wav(f, start, length, size, bits)
     return None
 
 
@@ -440,10 +508,10 @@ def _scan_flac(f, size: int, head: bytes):
     return None  # frames follow (total 0 then means "unknown"); damage inside them DALI reports at the batch
 
 
-def _identify_audio(f, size: int):
+def _identify_audio(f, size: int, check_values: bool = False):
     head = f.read(_HEAD)
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return _scan_wav(f, size, head)
+        return _scan_wav(f, size, head, check_values)
     if head[:4] == b"fLaC":
         return _scan_flac(f, size, head)
     if head[:4] == b"OggS":
@@ -461,28 +529,36 @@ def _identify_audio(f, size: int):
     return ProblemKind.UNKNOWN_FORMAT, f"not WAV, FLAC or OGG audio (starts with {head[:8]!r})"
 
 
-def scan_audio_file(path) -> Optional[Problem]:
+def _identify_values(f, size: int):
+    """``_identify_audio`` that also reads float WAVs in full for NaN or inf samples (integer PCM,
+    FLAC and OGG cannot hold them in the file)."""
+    return _identify_audio(f, size, check_values=True)
+
+
+def scan_audio_file(path, check_values: bool = False) -> Optional[Problem]:
     """Check one audio file's header (a few hundred bytes; the whole metadata for FLAC), through
     the scan every kind shares (``dali_mixup.scan.scan_path``: a regular, readable, non-empty
-    file first).
+    file first); with ``check_values`` also a float WAV's samples (a full read: NaN or inf).
 
     Returns:
         ``None`` when nothing is wrong that the header shows, else a ``Problem`` (kinds as in
         ``dali_mixup.scan``; ``ZERO_SIZE`` means no samples).
     """
-    return scan_path(path, _identify_audio)
+    return scan_path(path, _identify_values if check_values else _identify_audio)
 
 
-def scan_audio_files(paths: Sequence, workers: Optional[int] = None) -> List[Problem]:
+def scan_audio_files(paths: Sequence, workers: Optional[int] = None, check_values: bool = False) -> List[Problem]:
     """``scan_audio_file`` over ``paths`` (``scan_paths``: threads from 64 files on, Ctrl-C stops it)."""
-    return scan_paths(paths, _identify_audio, workers=workers)
+    return scan_paths(paths, _identify_values if check_values else _identify_audio, workers=workers)
 
 
-def filter_audio_files(paths: Sequence, labels: Optional[Sequence] = None, *, on_error="raise"):
-    """Scan and act as ``on_error`` says (``OnError``; ``dali_mixup.scan.filter_paths``):
-    ``ValidationError`` naming every bad file, or ``(kept_paths, kept_labels)`` and one
-    ``BadFilesWarning``."""
-    return filter_paths(paths, labels, _identify_audio, on_error=on_error, noun="audio")
+def filter_audio_files(paths: Sequence, labels: Optional[Sequence] = None, *, on_error="raise",
+                       check_values: bool = False):
+    """Scan (with ``check_values``, float WAVs' samples too) and act as ``on_error`` says
+    (``OnError``; ``dali_mixup.scan.filter_paths``): ``ValidationError`` naming every bad file, or
+    ``(kept_paths, kept_labels)`` and one ``BadFilesWarning``."""
+    return filter_paths(paths, labels, _identify_values if check_values else _identify_audio, on_error=on_error,
+                        noun="audio")
 
 
 def diagnose_audio_error(error: BaseException, files: Sequence[str]) -> BadDataError:
@@ -516,10 +592,12 @@ def _crop(audio, num_samples: int, train: bool):
 
 def _audio_pipeline(source: Source, device: str = "cpu", sample_rate: int = 16000, num_samples: int = 16000,
                     train: bool = True, features: Optional[LogMelConfig] = None, shard_id: int = 0,
-                    num_shards: int = 1):
+                    num_shards: int = 1, check: bool = False):
     """``(out, labels)``: ``out`` is the ``(L,)`` waveform, or its ``(n_mels, frames)`` log-mel
     when ``features`` is given; on the GPU for ``device="gpu"`` (decoding and the crop are on the
-    CPU: DALI's audio decoder has no GPU backend)."""
+    CPU: DALI's audio decoder has no GPU backend). With ``check``, ``(out, labels, sums, paths)``:
+    each window's sum (a scalar, on the CPU: NaN or inf when a sample is) and the clip's path
+    (zero-padded bytes), for ``FiniteClips``."""
     from nvidia.dali import fn, types
 
     common = dict(shard_id=shard_id, num_shards=num_shards, random_shuffle=train, pad_last_batch=True,
@@ -529,11 +607,16 @@ def _audio_pipeline(source: Source, device: str = "cpu", sample_rate: int = 1600
     encoded, labels = fn.readers.file(files=list(source.files), labels=list(source.labels), **common)
     audio, _ = fn.decoders.audio(encoded, sample_rate=float(sample_rate), downmix=True, dtype=types.FLOAT)
     wave = _crop(audio, num_samples, train)
+    checks = ()
+    if check:
+        longest = max(len(os.fsencode(p)) for p in source.files)
+        checks = (fn.reductions.sum(wave),
+                  fn.pad(fn.get_property(encoded, key="source_info"), fill_value=0, shape=[longest]))
     if device == "gpu":
         wave = wave.gpu()
     elif device != "cpu":
         raise ValueError(f"device must be 'gpu' or 'cpu', got {device!r}")
-    return (log_mel_dali(wave, features, device) if features is not None else wave), labels
+    return ((log_mel_dali(wave, features, device) if features is not None else wave), labels, *checks)
 
 
 def audio_pipeline(**kwargs):
@@ -566,6 +649,7 @@ class AudioLoaderSpec:
     multi_label: Optional[MultiLabelMix]
     label_smoothing: Optional[float]
     num_classes: int
+    check_values: bool = False
 
     @property
     def num_samples(self) -> int:
@@ -573,7 +657,8 @@ class AudioLoaderSpec:
         return len(self.source.files)
 
     def fields(self) -> Dict[str, Rule]:
-        """``{"audio" | "features": rule, "label": rule}`` (see the module docstring)."""
+        """``{"audio" | "features": rule, "label": rule, "clip_sum": FiniteClips, "clip_path":
+        Consumed}`` (see the module docstring; the last two write no output)."""
         if self.features is None:
             data: Dict[str, Rule] = {"audio": Blend(layout="NCHW")}
         elif self.mix_stage is MixStage.FEATURES:
@@ -586,17 +671,17 @@ class AudioLoaderSpec:
             target: Rule = MultiHotTarget(self.label_sets, self.num_classes, self.multi_label, eps)
         else:
             target = SoftTarget(self.num_classes, self.label_smoothing)
-        return {**data, "label": target}
+        return {**data, "label": target, "clip_sum": FiniteClips(paths="clip_path"), "clip_path": Consumed()}
 
     def graph(self) -> Dict:
         """Read, decode, crop; log-mels in the pipeline only when they are what is mixed (or
         nothing is mixed: stage ``features``)."""
         o = self.options
-        out, labels = _audio_pipeline(self.source, device=o.device, sample_rate=self.sample_rate,
-                                      num_samples=self.clip_samples, train=self.train,
-                                      features=self.features if self.mix_stage is MixStage.FEATURES else None,
-                                      shard_id=o.shard_id, num_shards=o.num_shards)
-        return {next(iter(self.fields())): out, "label": labels}
+        out, labels, sums, paths = _audio_pipeline(
+            self.source, device=o.device, sample_rate=self.sample_rate, num_samples=self.clip_samples,
+            train=self.train, features=self.features if self.mix_stage is MixStage.FEATURES else None,
+            shard_id=o.shard_id, num_shards=o.num_shards, check=True)
+        return {next(iter(self.fields())): out, "label": labels, "clip_sum": sums, "clip_path": paths}
 
     def diagnose(self, error: BaseException) -> BadDataError:
         return diagnose_audio_error(error, self.source.files)
@@ -611,7 +696,7 @@ class AudioLoaderSpec:
     def resolve(cls, options: LoaderOptions, root=None, file_list=None, *, batch_size, sample_rate=16000,
                 duration=1.0, features="log_mel", n_fft=400, hop_length=160, n_mels=64, f_min=0.0, f_max=None,
                 top_db=80.0, mix_stage="waveform", mixup=None, train=True, multi_label=None, label_smoothing=None,
-                num_classes=None, allow_repeats=False) -> "AudioLoaderSpec":
+                num_classes=None, allow_repeats=False, check_values=False) -> "AudioLoaderSpec":
         """Check every audio option of ``create_audio_loader`` once and resolve (and scan) the source."""
         batch_size = check_int("batch_size", batch_size, 1)
         sample_rate = check_int("sample_rate", sample_rate, 1000, 384000)
@@ -634,6 +719,7 @@ class AudioLoaderSpec:
             raise ValueError(_cutmix_refusal(mixup))
         check_bool("train", train)
         check_bool("allow_repeats", allow_repeats)
+        check_bool("check_values", check_values)
         multi = None if multi_label is None else check_choice("multi_label", MultiLabelMix, multi_label)
         if label_smoothing is not None:
             label_smoothing = check_real("label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
@@ -641,8 +727,9 @@ class AudioLoaderSpec:
 
         source, sets = resolve_audio_source(root, file_list, multi_label=multi is not None,
                                             allow_repeats=allow_repeats)
-        if options.scan:
-            kept, labels = filter_audio_files(source.files, source.labels, on_error=options.on_error)
+        if options.scan or check_values:
+            kept, labels = filter_audio_files(source.files, source.labels, on_error=options.on_error,
+                                              check_values=check_values)
             if sets is not None:  # the reader's labels are clip indices: re-number after leaving files out
                 index = {f: i for i, f in enumerate(source.files)}
                 sets = tuple(sets[index[f]] for f in kept)
@@ -654,7 +741,7 @@ class AudioLoaderSpec:
         return cls(
             options=options, source=source, label_sets=sets, batch_size=batch_size, sample_rate=sample_rate,
             clip_samples=num_samples, features=logmel, mix_stage=stage, mixup=mixup if train else None, train=train,
-            multi_label=multi, label_smoothing=label_smoothing, num_classes=num_classes,
+            multi_label=multi, label_smoothing=label_smoothing, num_classes=num_classes, check_values=check_values,
         )
 
 
@@ -678,7 +765,8 @@ def create_audio_loader(root=None, file_list=None, *, batch_size: int, sample_ra
                         mixup: Optional[MixupConfig] = None, train: bool = True,
                         multi_label: Optional[Union[str, MultiLabelMix]] = None,
                         label_smoothing: Optional[float] = None, num_classes: Optional[int] = None,
-                        allow_repeats: bool = False, device: str = "auto", device_id: Optional[int] = None,
+                        allow_repeats: bool = False, check_values: bool = False, device: str = "auto",
+                        device_id: Optional[int] = None,
                         shard_id: Optional[int] = None, num_shards: Optional[int] = None,
                         num_threads: Optional[int] = None, seed: int = 0, last_batch_policy="PARTIAL",
                         prefetch_queue_depth: int = PREFETCH_QUEUE_DEPTH, on_error: str = "raise",
@@ -705,6 +793,10 @@ def create_audio_loader(root=None, file_list=None, *, batch_size: int, sample_ra
         label_smoothing: ε; default ``mixup.label_smoothing`` (0 without mixup).
         num_classes: C; default ``mixup.num_classes``, else the data set's.
         allow_repeats: a file list may list a clip more than once on purpose.
+        check_values: read every float WAV in full up front and refuse NaN or inf samples
+            (``on_error="skip"`` leaves those clips out). Without it, a batch holding a non-finite
+            window is a ``BadDataError`` naming the file (a per-clip sum the pipeline computes on
+            the CPU).
         device, device_id, shard_id, num_shards, num_threads, seed, last_batch_policy,
             prefetch_queue_depth, on_error, validate, auto_reset: the shared options
             (``dali_mixup.options``), as ``create_loader``'s. ``validate`` (default ``None``: on for

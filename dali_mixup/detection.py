@@ -584,14 +584,16 @@ class BoxesWithWeights(JointRule):
 
     Args:
         labels: the field with ``(N, M)`` class ids (−1 padding).
-        counts: the field with ``(N,)`` or ``(N, 1)`` box counts.
+        counts: the field with ``(N,)`` or ``(N, 1)`` box counts, each in ``[0, M]`` (else
+            ``ValueError`` naming the sample: a count above M or below 0 would drop boxes without
+            a word). Checked on the CPU, where the rule reads them anyway.
         min_visible: in [0, 1]: the visible-area threshold of CutMix (share of the box's own area).
         weights: ``False``: every kept box weight 1 (YOLOv5).
 
-    Outputs (names from ``out_names``): ``bboxes`` ``(N, M', 4)`` float32 xyxy (zeros as padding),
-    ``labels`` ``(N, M')`` int64 (−1), ``box_weights`` ``(N, M')`` float32 (0), ``box_counts``
-    ``(N,)`` int64, ``box_source`` ``(N, M')`` int64: the batch index whose annotation the box is
-    (i or perm[i]; −1 padding). CPU tensors.
+    Outputs (``outputs(name)``): the field's own name (``bboxes``) ``(N, M', 4)`` float32 xyxy
+    (zeros as padding), the ``labels`` field's name ``(N, M')`` int64 (−1), ``box_weights``
+    ``(N, M')`` float32 (0), ``box_counts`` ``(N,)`` int64, ``box_source`` ``(N, M')`` int64: the
+    batch index whose annotation the box is (i or perm[i]; −1 padding). CPU tensors.
     """
 
     labels: str = "labels"
@@ -607,6 +609,9 @@ class BoxesWithWeights(JointRule):
     def inputs(self):
         return (self.labels, self.counts)
 
+    def outputs(self, name):
+        return (name, self.labels, "box_weights", "box_counts", "box_source")
+
     def apply_joint(self, name, values, params):
         boxes = values[name].detach().to("cpu", torch.float32)
         labels = values[self.labels].detach().to("cpu", torch.int64)
@@ -615,6 +620,12 @@ class BoxesWithWeights(JointRule):
         if boxes.dim() != 3 or boxes.shape[-1] != 4 or labels.shape[:2] != boxes.shape[:2] or counts.shape[0] != n:
             raise ValueError(f"field {name!r}: boxes (N, M, 4), labels (N, M), counts (N,) expected; got "
                              f"{tuple(boxes.shape)}, {tuple(labels.shape)}, {tuple(counts.shape)}")
+        m_in = boxes.shape[1]
+        if n and (int(counts.min()) < 0 or int(counts.max()) > m_in):
+            bad = [(i, c) for i, c in enumerate(counts.tolist()) if not 0 <= c <= m_in]
+            listed = ", ".join(f"sample {i} has {c}" for i, c in bad[:5])
+            raise ValueError(f"field {self.counts!r}: box counts must be in [0, M={m_in}] (the boxes of field "
+                             f"{name!r} are (N, {m_in}, 4)); {listed}")
         lam, perm = params.lam.tolist(), params.perm.tolist()
         cut, cutboxes = params.cutmix.tolist(), params.boxes.tolist()
         rows = []
@@ -654,7 +665,7 @@ class BoxesWithWeights(JointRule):
                 out_b[i, k:e], out_l[i, k:e], out_w[i, k:e], out_s[i, k:e] = b, lab, w, src
                 k = e
             out_c[i] = k
-        return {"bboxes": out_b, "labels": out_l, "box_weights": out_w, "box_counts": out_c, "box_source": out_s}
+        return {name: out_b, self.labels: out_l, "box_weights": out_w, "box_counts": out_c, "box_source": out_s}
 
 
 @dataclass(frozen=True)
@@ -669,10 +680,18 @@ class MaskPaste(Rule):
     pixel ignored in both sums to 0 (weight the loss by the sum). Masks are int64, ``ignore_index``
     kept as it is.
 
+    Ids are checked when prepared: a negative id, or (with ``num_classes``) one ``>= C``, that is
+    not ``ignore_index`` is a ``ValueError`` naming the ids (it would be in ``mask`` but give no
+    mass in ``mask_soft``). On the CPU the check is one pass over the masks; on CUDA it is an
+    asynchronous device assert (no host sync).
+
     Args:
         ignore_index: the "no label" value (DALI pads the letterbox with it).
-        num_classes: C, needed with ``soft``.
+        num_classes: C, needed with ``soft``; the ids' upper bound when given.
         soft: also hand out ``mask_soft``.
+
+    Outputs (``outputs(name)``): ``name``, ``name + "_partner"`` and with ``soft``
+    ``name + "_soft"``.
     """
 
     ignore_index: int = 255
@@ -689,6 +708,9 @@ class MaskPaste(Rule):
 
             object.__setattr__(self, "num_classes", check_num_classes("num_classes", self.num_classes))
 
+    def outputs(self, name):
+        return (name, f"{name}_partner", f"{name}_soft") if self.soft else (name, f"{name}_partner")
+
     def prepare(self, name, value):
         if value.dim() == 4 and value.shape[-1] == 1:
             value = value[..., 0]
@@ -696,7 +718,19 @@ class MaskPaste(Rule):
             raise ValueError(f"field {name!r}: masks must be (N, H, W) or (N, H, W, 1), got {tuple(value.shape)}")
         if value.is_floating_point():
             raise TypeError(f"field {name!r}: masks must hold integer class ids, got {value.dtype}")
-        return value.to(torch.int64)
+        value = value.to(torch.int64)
+        if value.numel():
+            c = self.num_classes
+            bad = value < 0 if c is None else (value < 0) | (value >= c)
+            bad &= value != self.ignore_index
+            valid = f"[0, num_classes={c})" if c is not None else ">= 0"
+            if value.is_cuda:
+                torch._assert_async(~bad.any(), f"field {name!r}: mask ids outside {valid}, not ignore_index")
+            elif bool(bad.any()):
+                ids = torch.unique(value[bad])[:10].tolist()
+                raise ValueError(f"field {name!r}: mask ids {ids} are outside {valid} and are not "
+                                 f"ignore_index={self.ignore_index}")
+        return value
 
     def spatial_size(self, value):
         return tuple(value.shape[-3:-1]) if value.dim() == 4 and value.shape[-1] == 1 else tuple(value.shape[1:3])

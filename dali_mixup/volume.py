@@ -200,9 +200,10 @@ def volume_source(root=None, file_list=None, files: Optional[Sequence[Tuple[str,
 @dataclass(frozen=True)
 class VolumeLabel(SoftTarget):
     """Soft targets from the reader's ``source_info`` (each sample's path, zero-padded bytes
-    ``(N, L)``): DALI's numpy reader has no labels, so the path names the class. A file that
-    is shorter than its header promised when it was scanned (truncated since: DALI would serve
-    the missing voxels as zeros) is a ``BadDataError`` naming it.
+    ``(N, L)``): DALI's numpy reader has no labels, so the path names the class. A file served
+    that is now shorter than its header promised when it was scanned (truncated since) is a
+    ``BadDataError`` naming it (a read of the truncated file fails in DALI, and the volume scan of
+    ``VolumeSpec.diagnose`` names it the same way).
 
     Args:
         paths: ``{path: class id}`` of the source.
@@ -227,9 +228,8 @@ class VolumeLabel(SoftTarget):
                     raise BadDataError(f"{path}: cannot be read any more ({e.strerror or e}): it changed after the "
                                        "scan. This iterator is no longer usable; build a new one.") from None
                 if have < want:
-                    raise BadDataError(f"{path}: truncated after the scan: {have} bytes, its header promises {want}; "
-                                       "DALI served the missing voxels as zeros. This iterator is no longer usable; "
-                                       "build a new one.")
+                    raise BadDataError(f"{path}: truncated after the scan: {have} bytes, its header promises {want}. "
+                                       "This iterator is no longer usable; build a new one.")
             ids.append(self.paths[path])
         return super().prepare(name, torch.tensor(ids, dtype=torch.int64))
 
@@ -237,8 +237,8 @@ class VolumeLabel(SoftTarget):
 def volume_graph(source: Source, *, crop: Sequence[int], device: str = "cpu", reader_device: str = "cpu",
                  shard_id: int = 0, num_shards: int = 1, shuffle: bool = True, flip: bool = True,
                  dtype: str = "float32") -> Dict[str, Any]:
-    """The DALI graph (inside a pipeline definition): ``fn.readers.numpy``
-    (``reader_device="gpu"`` reads straight to GPU memory with GPUDirect Storage) -> random crop
+    """The DALI graph (inside a pipeline definition): ``fn.readers.numpy`` (plain reads on the CPU;
+    ``reader_device="gpu"`` reads straight to GPU memory with GPUDirect Storage) -> random crop
     ``crop = (D, H, W)`` (zero-padded where a volume is smaller) -> random flips along D, H and W
     (p = 0.5 each, with ``flip``) -> cast to ``dtype``. Outputs ``{"data": (C, D, H, W),
     "label": path bytes}``; on the GPU with ``device="gpu"``."""
@@ -247,8 +247,11 @@ def volume_graph(source: Source, *, crop: Sequence[int], device: str = "cpu", re
     d, h, w = crop
     dali_types = {"float32": types.FLOAT, "float16": types.FLOAT16, "uint8": types.UINT8}
     longest = max(len(os.fsencode(p)) for p in source.files)
+    # plain reads, not mmap: a file truncated while mapped kills the process with SIGBUS when DALI
+    # touches a page past its new end (before VolumeLabel can name it)
+    io = dict(dont_use_mmap=True) if reader_device == "cpu" else {}
     vol = fn.readers.numpy(device=reader_device, files=list(source.files), random_shuffle=shuffle,
-                           shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, name=READER_NAME)
+                           shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, name=READER_NAME, **io)
     info = fn.pad(fn.get_property(vol, key="source_info"), fill_value=0, shape=[longest])
     vol = fn.reshape(vol, layout="CDHW")
     if device == "gpu" and reader_device == "cpu":
@@ -336,8 +339,8 @@ class VolumeSpec:
                 check_values: bool = False, max_voxels: int = DEFAULT_MAX_VOXELS,
                 allow_repeats: bool = False) -> "VolumeSpec":
         """Check every volume option, resolve the source and scan it (``options.scan``: on by
-        default, the header scan reads a few hundred bytes a file and DALI would serve a
-        truncated file zero-filled)."""
+        default: the header scan reads a few hundred bytes a file and names every bad file before
+        training, not one batch at a time)."""
         if not isinstance(reader_device, str):
             raise TypeError(f"reader_device must be 'cpu' or 'gpu', got {type(reader_device).__name__}")
         if reader_device not in ("cpu", "gpu"):
