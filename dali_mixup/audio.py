@@ -422,7 +422,7 @@ def _nonfinite_wav(f, start: int, length: int, size: int, bits: int):
         if chunk.size == 0:
             break
         if not np.isfinite(chunk).all():
-            return ProblemKind.CORRUPT_HEADER, "float WAV holding NaN or inf samples"
+            return ProblemKind.NON_FINITE, "float WAV holding NaN or inf samples"
         left -= chunk.size
     return None
 

@@ -32,7 +32,7 @@ from .fields import BatchMixer, Blend, LabelEncoding, Rule, SoftTarget
 from .mix import IMAGE_DTYPES
 from .sampler import MixupSampler
 from .state import StateError
-from .scan import BadDataError
+from .scan import BadDataError, DataError
 
 __all__ = ["BadDataError", "DALIMixupIterator", "LastBatchPolicy", "StateError"]
 
@@ -160,7 +160,7 @@ class DALIMixupIterator(DALIGenericIterator):
         #: for, so "mix" is the host cost of mixup. DALI prepares the first batch inside the
         #: constructor: its DALI time is not counted, the batch is.
         self.host_seconds: Dict[str, float] = {"dali": 0.0, "mix": 0.0, "batches": 0}
-        self._dead: Optional[BadDataError] = None
+        self._dead: Optional[DataError] = None
         pipes = pipelines if isinstance(pipelines, list) else [pipelines]
         self.mixup = mixup if mixup is not None else MixupConfig(enabled=False, num_classes=self.num_classes)
         self._samplers = [MixupSampler(self._mixup, _shard_seed(self._seed, self._pipe_shard(p, reader_name, i)))
@@ -228,7 +228,11 @@ class DALIMixupIterator(DALIGenericIterator):
             # would spin against them (mixing in the iterator measured 2x slower on 2 cores).
             cuda = batch[self._mixer.lead].is_cuda
             with contextlib.nullcontext() if cuda else _torch_threads(1):
-                mixed.append(self._mixer(batch, self._mixer.sample(sampler, batch), with_cutmix=cutmix_on))
+                try:
+                    mixed.append(self._mixer(batch, self._mixer.sample(sampler, batch), with_cutmix=cutmix_on))
+                except DataError as e:  # a rule found bad data (a file truncated since the scan, NaN samples)
+                    self._dead = e
+                    raise
         times = self.host_seconds
         times["dali"] += t1 - t0
         times["mix"] += time.perf_counter() - t1

@@ -40,7 +40,8 @@ class ProblemKind(str, enum.Enum):
     CORRUPT_HEADER = "corrupt_header"  #: the signature is right but the header is malformed
     TRUNCATED = "truncated"  #: the file ends before its image data does
     ZERO_SIZE = "zero_size"  #: the header says 0 pixels wide or high
-    TOO_LARGE = "too_large"  #: the header claims more than ``max_pixels`` pixels
+    TOO_LARGE = "too_large"  #: the header claims more than ``max_pixels`` pixels (``max_voxels``, ...)
+    NON_FINITE = "non_finite"  #: samples or voxels that are NaN or inf (read with ``check_values``)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def _npy_identify(max_voxels: int, check_values: bool):
             f.seek(offset)
             data = np.fromfile(f, dtype=dtype, count=voxels)
             if not np.isfinite(data).all():
-                return ProblemKind.CORRUPT_HEADER, "holds NaN or inf values"
+                return ProblemKind.NON_FINITE, "holds NaN or inf values"
         return None
 
     return identify

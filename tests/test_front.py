@@ -69,3 +69,25 @@ def test_the_iterator_imports_no_kind():
             "'dali_mixup.volume')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_bad_data_found_while_mixing_leaves_the_iterator_dead(tmp_path):
+    """A rule that finds bad data at the batch (a file truncated since the scan, NaN samples)
+    raises ``BadDataError``; every later ``next()`` raises it again, as for DALI's own errors."""
+    from images import unique_class_set
+
+    from dali_mixup.fields import SoftTarget
+    from dali_mixup.scan import BadDataError
+
+    class Truncated(SoftTarget):
+        def prepare(self, name, value):
+            raise BadDataError("a.jpg: truncated after the scan")
+
+    ld = create_loader(unique_class_set(str(tmp_path / "data"), 4, odd=False), batch_size=2, image_size=16,
+                       device="cpu", num_threads=1)
+    ld._mixer.fields["label"] = Truncated(num_classes=4)
+    with pytest.raises(BadDataError) as first:
+        next(ld)
+    with pytest.raises(BadDataError) as again:
+        next(ld)
+    assert again.value is first.value
