@@ -123,7 +123,7 @@ def _timed_epochs(run_epoch, repeats, cuda):
 
 def bench_ours(root, batch_size, cores, repeats, device):
     from dali_mixup import MixupConfig
-    from dali_mixup.audio import create_audio_loader
+    from dali_mixup.kinds.audio import create_audio_loader
 
     ld = create_audio_loader(root, batch_size=batch_size, sample_rate=SR, duration=SECONDS, device=device,
                              num_threads=cores, seed=0, mixup=MixupConfig(alpha=ALPHA, mode="elem",
@@ -147,7 +147,7 @@ def bench_baseline(source, batch_size, cores, repeats):
         import soundfile  # noqa: F401
     except ImportError as e:
         return {"skipped": f"baseline needs soundfile and scipy: {e}"}
-    from dali_mixup.audio import LogMel, LogMelConfig
+    from dali_mixup.kinds.audio import LogMel, LogMelConfig
 
     logmel = LogMel(LogMelConfig(SR, **FEAT))
     ds = ClipDataset(list(source.files), list(source.labels))

@@ -132,7 +132,7 @@ def main(argv=None):
     repeats = args.repeats or (2 if args.quick else 4)
     busy_before = meta.cpu_busy(1.0)  # other work on the machine skews both rows
     cores = meta.cpu_cores()
-    from dali_mixup.detection import create_detection_loader, yolov5_preset
+    from dali_mixup.kinds.detection import create_detection_loader, yolov5_preset
 
     with tempfile.TemporaryDirectory() as tmp:
         root, path = write_data(tmp, count)

@@ -126,7 +126,7 @@ def epochs_rate(make_epoch, epochs, count):
 
 
 def bench_loaders(files, crop, batch_size, epochs, cores, device="cpu"):
-    from dali_mixup.volume import create_volume_loader
+    from dali_mixup.kinds.volume import create_volume_loader
 
     cfg = MixupConfig(alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, num_classes=2)
     it = create_volume_loader(files=files, batch_size=batch_size, crop=crop, mixup=cfg, num_threads=cores, seed=0,

@@ -67,7 +67,7 @@ def iterator_throughput(root, batch_size=128, image_size=224, epochs=3):
     from nvidia.dali.plugin.pytorch import DALIClassificationIterator, LastBatchPolicy
 
     from dali_mixup import MixupConfig, create_loader
-    from dali_mixup.pipeline import READER_NAME, train_pipeline
+    from dali_mixup.kinds.image_pipeline import READER_NAME, train_pipeline
     from dali_mixup.sources import resolve_source
 
     threads = min(os.cpu_count() or 4, 16)

@@ -29,20 +29,21 @@ CHILD = r"""
 import json, sys, time
 kind, data, epochs, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 from dali_mixup import MixupConfig
+try:  # the kinds moved to dali_mixup.kinds with the one front
+    from dali_mixup.kinds import audio as A, detection as D, volume as V
+except ImportError:
+    from dali_mixup import audio as A, detection as D, volume as V
 common = dict(batch_size=16, device="cpu", num_threads=threads, seed=0)
 if kind == "image":
     from dali_mixup import create_loader
     ld = create_loader(data + "/images", image_size=96, mixup=MixupConfig(alpha=1.0, cutmix_alpha=1.0), **common)
 elif kind == "audio":
-    from dali_mixup.audio import create_audio_loader
-    ld = create_audio_loader(data + "/audio", sample_rate=16000, duration=1.0, mixup=MixupConfig(alpha=0.4), **common)
+    ld = A.create_audio_loader(data + "/audio", sample_rate=16000, duration=1.0, mixup=MixupConfig(alpha=0.4), **common)
 elif kind == "detection":
-    from dali_mixup.detection import create_detection_loader
-    ld = create_detection_loader(data + "/coco", data + "/coco.json", canvas=160,
+    ld = D.create_detection_loader(data + "/coco", data + "/coco.json", canvas=160,
                                  mixup=MixupConfig(alpha=1.5, cutmix_alpha=1.0), **common)
 else:
-    from dali_mixup.volume import create_volume_loader
-    ld = create_volume_loader(data + "/volumes", crop=(32, 32, 32),
+    ld = V.create_volume_loader(data + "/volumes", crop=(32, 32, 32),
                               mixup=MixupConfig(alpha=0.4, cutmix_alpha=1.0), **common)
 n = 0
 for b in ld:  # warm-up epoch

@@ -1,6 +1,6 @@
 """Every option check, in one place.
 
-Each option of ``MixupConfig``, ``LoaderSpec`` (``create_loader``), ``DALIMixupIterator``, the
+Each option of ``MixupConfig``, ``LoaderOptions`` and the kinds' specs (``create_loader``, ...), ``DALIMixupIterator``, the
 pipelines and ``mix_images`` is checked by one function here, so one mistake gives one exception
 type and one message wherever it is made: a value of the wrong type raises ``TypeError``, a
 value of the right type outside its range raises ``ValueError``; both name the option.

@@ -59,8 +59,8 @@ class Kind:
 
 
 #: kind name -> the module that declares it (as ``KIND``), imported on first use
-KINDS = {"image": "dali_mixup.loader", "audio": "dali_mixup.audio", "detection": "dali_mixup.detection",
-         "volume": "dali_mixup.volume"}
+KINDS = {"image": "dali_mixup.kinds.image", "audio": "dali_mixup.kinds.audio", "detection": "dali_mixup.kinds.detection",
+         "volume": "dali_mixup.kinds.volume"}
 
 
 def kind_of(name: str) -> Kind:

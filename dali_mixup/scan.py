@@ -3,8 +3,8 @@
 A kind's files are checked before training by one mechanism: ``scan_path`` does what every
 format shares (the file exists, is a regular file — a FIFO named like a sample would block a
 reader forever —, is readable and not empty), then hands the open file to the format's
-``Identify`` function (images: ``dali_mixup.validate``; audio: ``dali_mixup.audio``; volumes:
-``dali_mixup.volume``); ``scan_paths`` runs it over many files in interruptible threads;
+``Identify`` function (images: ``dali_mixup.kinds.image_scan``; audio: ``dali_mixup.kinds.audio``; volumes:
+``dali_mixup.kinds.volume``); ``scan_paths`` runs it over many files in interruptible threads;
 ``filter_paths`` raises ``ValidationError`` naming every bad file or leaves them out with one
 warning, as ``OnError`` says.
 

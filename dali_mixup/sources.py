@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 from .checks import warn_user
-from .validate import DALI_IMAGE_EXTENSIONS
+from .kinds.image_scan import DALI_IMAGE_EXTENSIONS
 
 # torchvision's IMG_EXTENSIONS and what DALI's file reader picks up (adds .pnm, .pbm, .jp2)
 IMG_EXTENSIONS = tuple(sorted({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from bench_detection import write_data  # noqa: E402  (the benchmark's generated COCO set)
 
 from dali_mixup import MixupConfig  # noqa: E402
-from dali_mixup.detection import create_detection_loader, to_torchvision  # noqa: E402
+from dali_mixup.kinds.detection import create_detection_loader, to_torchvision  # noqa: E402
 
 
 def model(num_classes: int, canvas: int):

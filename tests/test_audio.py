@@ -10,7 +10,7 @@ import torch
 from audio_data import class_clips, clip, unique_clips, write
 
 from dali_mixup import MixupConfig, MixupParams, mix_images, mix_targets
-from dali_mixup.audio import LogMel, LogMelConfig, MultiHotTarget, create_audio_loader, scan_audio_file
+from dali_mixup.kinds.audio import LogMel, LogMelConfig, MultiHotTarget, create_audio_loader, scan_audio_file
 from dali_mixup.scan import BadDataError, BadFilesWarning, ProblemKind, ValidationError
 
 N = 11  # one clip per class: label_index identifies the clip

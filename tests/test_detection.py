@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from dali_mixup import BatchMixer, MixupConfig, MixupParams, mix_images
-from dali_mixup.detection import (BadAnnotationError, BoxesWithWeights, MaskPaste, create_detection_loader,
+from dali_mixup.kinds.detection import (BadAnnotationError, BoxesWithWeights, MaskPaste, create_detection_loader,
                                   denormalize_boxes, detection_fields, load_coco, normalize_boxes,
                                   to_torchvision, xywh_to_xyxy, xyxy_to_xywh, yolov5_preset)
 

@@ -64,9 +64,9 @@ def test_a_bad_shared_option_is_named_once_for_all_kinds(bad, error, match):
 
 def test_the_iterator_imports_no_kind():
     code = ("import sys, dali_mixup.iterator\n"
-            "print(sorted(m for m in sys.modules if m in ('dali_mixup.sources', 'dali_mixup.validate', "
-            "'dali_mixup.spec', 'dali_mixup.pipeline', 'dali_mixup.audio', 'dali_mixup.detection', "
-            "'dali_mixup.volume')))")
+            "print(sorted(m for m in sys.modules if m in ('dali_mixup.sources', 'dali_mixup.kinds.image_scan', "
+            "'dali_mixup.kinds.image', 'dali_mixup.kinds.image_pipeline', 'dali_mixup.kinds.audio', 'dali_mixup.kinds.detection', "
+            "'dali_mixup.kinds.volume')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -24,7 +24,8 @@ CHILD = textwrap.dedent("""
     import signal, sys, time
     # a shell that starts a job in the background hands it SIGINT ignored; Ctrl-C is what we test
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from dali_mixup import scan, validate
+    from dali_mixup import scan
+    from dali_mixup.kinds import image_scan as validate
 
     mode, root = sys.argv[1], sys.argv[2]
     real = scan.scan_path  # the scan every sample kind shares

@@ -111,7 +111,7 @@ def test_dtypes_and_layouts(root, dtype, torch_dtype, layout):
 def test_mixup_disabled_matches_dali_classification_iterator(root):
     from nvidia.dali.plugin.pytorch import DALIClassificationIterator, LastBatchPolicy
 
-    from dali_mixup.pipeline import READER_NAME, train_pipeline
+    from dali_mixup.kinds.image_pipeline import READER_NAME, train_pipeline
     from dali_mixup.sources import resolve_source
 
     ours = loader(root, mixup=MixupConfig(alpha=0.4, enabled=False), seed=9)
@@ -330,7 +330,7 @@ def test_a_pipeline_with_labels_on_the_gpu(root):
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 
     from dali_mixup import DALIMixupIterator
-    from dali_mixup.pipeline import READER_NAME, decode_augment, read_source
+    from dali_mixup.kinds.image_pipeline import READER_NAME, decode_augment, read_source
     from dali_mixup.sources import resolve_source
 
     source = resolve_source(root)

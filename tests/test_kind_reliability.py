@@ -60,7 +60,7 @@ def coco(tmp_path, edit=None, n=3):
 
 
 def bad_annotation():
-    from dali_mixup.detection import BadAnnotationError
+    from dali_mixup.kinds.detection import BadAnnotationError
 
     return BadAnnotationError
 
@@ -269,7 +269,7 @@ def test_case13_file_name_leaving_the_root_refused_unless_allowed(tmp_path, wher
 
 
 def test_case14_skip_leaves_no_new_temp_folder_per_loader(tmp_path):
-    from dali_mixup import detection
+    from dali_mixup.kinds import detection
 
     opts, _ = coco(tmp_path, lambda d: d["annotations"][1]["bbox"].__setitem__(2, 1000))  # outside its image
     tmp = tempfile.gettempdir()
@@ -339,10 +339,10 @@ def test_case16_cutmix_refusal_names_what_switches_it_on(tmp_path):
 
 
 def test_case17_log_mel_tolerance_stated_as_measured():
-    import dali_mixup.audio as audio
+    import dali_mixup.kinds.audio as audio
 
     readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md"), encoding="utf-8").read()
-    for where, text in (("dali_mixup.audio", " ".join(audio.__doc__.split())), ("README.md", " ".join(readme.split()))):
+    for where, text in (("dali_mixup.kinds.audio", " ".join(audio.__doc__.split())), ("README.md", " ".join(readme.split()))):
         assert "within 1e-3 dB" not in text, where
         assert "2e-4 dB" in text and "5e-3 dB" in text and "2.9e-3 dB" in text, where
 
@@ -466,7 +466,7 @@ def _params(n, seed=0):
 @pytest.mark.parametrize("counts", [[3, 1], [1, -1]], ids=["above_M", "negative"])
 def test_case26_box_counts_outside_0_to_M_refused(counts):
     from dali_mixup import BatchMixer
-    from dali_mixup.detection import detection_fields
+    from dali_mixup.kinds.detection import detection_fields
 
     batch = {"images": torch.rand(2, 3, 8, 8), "bboxes": torch.tensor([[[0, 0, 4, 4], [1, 1, 5, 5]]] * 2).float(),
              "labels": torch.tensor([[1, 2], [1, 2]], dtype=torch.int32),
@@ -481,7 +481,7 @@ def test_case26_box_counts_outside_0_to_M_refused(counts):
 @pytest.mark.parametrize("value", [7, -3], ids=["above_C", "negative"])
 def test_case27_mask_ids_outside_the_classes_refused(value):
     from dali_mixup import BatchMixer, Blend
-    from dali_mixup.detection import MaskPaste
+    from dali_mixup.kinds.detection import MaskPaste
 
     mask = torch.zeros(2, 6, 6, dtype=torch.int32)
     mask[0, 1:3, 1:3] = 2
@@ -501,8 +501,8 @@ def test_rules_declare_every_output_they_write():
     """BoxesWithWeights, MaskPaste, BlendThenLogMel and MultiHotTarget declare their outputs
     (``Rule.outputs``), so a field of the same name is refused when the mixer is made."""
     from dali_mixup import BatchMixer, Blend, Keep
-    from dali_mixup.audio import BlendThenLogMel, LogMelConfig, MultiHotTarget
-    from dali_mixup.detection import BoxesWithWeights, MaskPaste, detection_fields
+    from dali_mixup.kinds.audio import BlendThenLogMel, LogMelConfig, MultiHotTarget
+    from dali_mixup.kinds.detection import BoxesWithWeights, MaskPaste, detection_fields
 
     assert set(detection_fields()["bboxes"].outputs("bboxes")) == {
         "bboxes", "labels", "box_weights", "box_counts", "box_source"}

@@ -1,4 +1,4 @@
-"""Tests for dali_mixup.validate: the header scan and filter_files.
+"""Tests for dali_mixup.kinds.image_scan: the header scan and filter_files.
 
 The corpus comes from tests/badfiles.py. Tests that ask DALI itself (marked ``dali`` in their
 names) run it in a child process and skip where DALI is not installed.
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import badfiles
-from dali_mixup import validate
+from dali_mixup.kinds import image_scan as validate
 from dali_mixup.scan import BadFilesWarning, OnError, Problem, ProblemKind, ValidationError
-from dali_mixup.validate import filter_files, scan_file, scan_files
+from dali_mixup.kinds.image_scan import filter_files, scan_file, scan_files
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -326,7 +326,7 @@ def test_scan_agrees_with_dali_decoder(corpus):
 
 
 def test_validate_imports_neither_pil_nor_dali():
-    code = ("import sys, dali_mixup.validate\n"
+    code = ("import sys, dali_mixup.kinds.image_scan\n"
             "print(','.join(m for m in ('PIL', 'nvidia.dali', 'cupy', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

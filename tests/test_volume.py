@@ -10,7 +10,7 @@ from dali_mixup import MixupConfig
 from dali_mixup.mix import mix_images
 from dali_mixup.sampler import MixupParams, MixupSampler
 from dali_mixup.scan import ValidationError
-from dali_mixup.volume import create_volume_loader, scan_volumes, volume_source
+from dali_mixup.kinds.volume import create_volume_loader, scan_volumes, volume_source
 
 
 def _write(root, n=6, classes=2, shape=(1, 8, 8, 8)):

@@ -6,7 +6,7 @@ decode ("nvImageCodec failure: '#4'") named by the iterator's diagnosis as ``sha
 import pytest
 
 from dali_mixup.scan import BadDataError, ProblemKind
-from dali_mixup.validate import diagnose_shards, scan_shards
+from dali_mixup.kinds.image_scan import diagnose_shards, scan_shards
 from images import write_image, write_tar
 
 

@@ -448,7 +448,7 @@ def build_row(name: str, args, data, dev: str, num_classes: int):
                   seed=args.seed, dtype=args.dtype, layout="NCHW")
     if name in ("ours", "ours-fused"):
         from dali_mixup.config import MixupConfig
-        from dali_mixup.loader import create_loader
+        from dali_mixup.kinds.image import create_loader
 
         kw = dict(alpha=args.alpha, num_classes=num_classes)
         if args.cutmix is not None:

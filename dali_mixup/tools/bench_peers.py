@@ -66,7 +66,7 @@ def _dali_pipeline(source: Source, *, device: str, image_size: int, batch_size: 
                    seed: int, dtype: str, layout: str, mixup_alpha: Optional[float], num_classes: int):
     from nvidia.dali import fn, pipeline_def, types
 
-    from dali_mixup.pipeline import decode_augment, read_source
+    from dali_mixup.kinds.image_pipeline import decode_augment, read_source
 
     @pipeline_def
     def pipe():
@@ -101,7 +101,7 @@ def dali_plain(source: Source, **kw):
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
     from nvidia.dali.plugin.pytorch import DALIClassificationIterator
 
-    from dali_mixup.pipeline import READER_NAME
+    from dali_mixup.kinds.image_pipeline import READER_NAME
 
     pipe = _dali_pipeline(source, mixup_alpha=None, **kw)
     return DALIClassificationIterator(pipe, reader_name=READER_NAME, auto_reset=False,
@@ -158,7 +158,7 @@ def dali_native_mixup(source: Source, *, alpha: float, num_classes: int, **kw):
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-    from dali_mixup.pipeline import READER_NAME
+    from dali_mixup.kinds.image_pipeline import READER_NAME
 
     pipe = _dali_pipeline(source, mixup_alpha=alpha, num_classes=num_classes, **kw)
     wds = source.kind is SourceKind.WEBDATASET

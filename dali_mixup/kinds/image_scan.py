@@ -25,7 +25,7 @@ import os
 import struct
 from typing import Iterable, Optional, Sequence
 
-from .scan import (BadDataError, Identify, OnError, Problem, ProblemKind, _text_reason, bad_data_error, filter_paths,
+from ..scan import (BadDataError, Identify, OnError, Problem, ProblemKind, _text_reason, bad_data_error, filter_paths,
                    scan_path, scan_paths)
 
 __all__ = ["DALI_IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "diagnose_read_error", "diagnose_shards", "filter_files",
@@ -444,7 +444,7 @@ def scan_shards(shards: Sequence[str], *, image_ext: Sequence[str] = ("jpg", "jp
     """
     import tarfile
 
-    from .sources import check_shard
+    from ..sources import check_shard
 
     images = {e.lower() for e in image_ext}
     problems: list[Problem] = []

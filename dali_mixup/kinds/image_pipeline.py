@@ -25,9 +25,9 @@ from typing import Sequence, Tuple
 
 from nvidia.dali import fn, pipeline_def, types
 
-from .checks import IMAGE_LAYOUTS, check_layout
-from .constants import IMAGENET_MEAN, IMAGENET_STD, READER_NAME
-from .sources import WDS_IMAGE_EXT, WDS_LABEL_EXT, Source, SourceKind
+from ..checks import IMAGE_LAYOUTS, check_layout
+from ..constants import IMAGENET_MEAN, IMAGENET_STD, READER_NAME
+from ..sources import WDS_IMAGE_EXT, WDS_LABEL_EXT, Source, SourceKind
 
 DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16, "uint8": types.UINT8}
 LAYOUTS = {"NCHW": "CHW", "NHWC": "HWC"}

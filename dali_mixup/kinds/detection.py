@@ -39,13 +39,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .checks import IMAGE_LAYOUTS, check_bool, check_choice, check_int, check_layout, check_real, check_rgb, warn_user
-from .config import MixupConfig
-from .constants import IMAGENET_MEAN, IMAGENET_STD, PREFETCH_QUEUE_DEPTH, READER_NAME
-from .fields import Blend, Consumed, JointRule, Keep, Rule
-from .front import Kind, build_loader
-from .options import LoaderOptions
-from .scan import BadDataError, OnError, Problem, ProblemKind, ValidationError
+from ..checks import IMAGE_LAYOUTS, check_bool, check_choice, check_int, check_layout, check_real, check_rgb, warn_user
+from ..config import MixupConfig
+from ..constants import IMAGENET_MEAN, IMAGENET_STD, PREFETCH_QUEUE_DEPTH, READER_NAME
+from ..fields import Blend, Consumed, JointRule, Keep, Rule
+from ..front import Kind, build_loader
+from ..options import LoaderOptions
+from ..scan import BadDataError, OnError, Problem, ProblemKind, ValidationError
 
 __all__ = [
     "BadAnnotationError", "BoxesWithWeights", "CocoSource", "DetectionSpec", "Fit", "MaskPaste", "PAD_RANGES",
@@ -232,7 +232,7 @@ def _images(data: dict, annotations: str, root: str, bad, allow_outside_root: bo
     """``{image id: entry + "_path"}`` of the usable images: ids unique ints DALI can read,
     ``file_name`` inside ``root`` and listed once, the file an image DALI decodes (the image
     scan: format, header, truncation), upright (no EXIF rotation) and of the size the JSON says."""
-    from .validate import scan_file
+    from .image_scan import scan_file
 
     images: Dict[int, dict] = {}
     names: Dict[str, int] = {}
@@ -459,7 +459,7 @@ class Fit(str, enum.Enum):
 
 
 def _canvas(value) -> Tuple[int, int]:
-    from .checks import MAX_IMAGE_SIZE
+    from ..checks import MAX_IMAGE_SIZE
 
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -477,7 +477,7 @@ def detection_pipeline_graph(source: CocoSource, *, device: str, canvas: Tuple[i
     ``detection_fields``; see ``detection_pipeline``."""
     from nvidia.dali import fn, types
 
-    from .pipeline import DALI_DTYPES, LAYOUTS, _decoder_args
+    from .image_pipeline import DALI_DTYPES, LAYOUTS, _decoder_args
 
     reader = dict(file_root=source.root, annotations_file=source.annotations, ltrb=True, ratio=True,
                   image_ids=True, avoid_class_remapping=True, skip_empty=False, size_threshold=MIN_BOX_SIDE,
@@ -704,7 +704,7 @@ class MaskPaste(Rule):
         if self.soft and self.num_classes is None:
             raise ValueError("MaskPaste(soft=True) needs num_classes")
         if self.num_classes is not None:
-            from .checks import check_num_classes
+            from ..checks import check_num_classes
 
             object.__setattr__(self, "num_classes", check_num_classes("num_classes", self.num_classes))
 
@@ -835,7 +835,7 @@ class DetectionSpec:
             include_crowd=self.include_crowd)
 
     def diagnose(self, error: BaseException) -> BadDataError:
-        from .validate import diagnose_read_error
+        from .image_scan import diagnose_read_error
 
         return diagnose_read_error(error, self.source.files)
 
@@ -854,7 +854,7 @@ class DetectionSpec:
                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, pad_value: float = 0.0,
                 include_crowd: bool = False, allow_outside_root: bool = False) -> "DetectionSpec":
         """Check every detection option and load (validate) the COCO data set."""
-        from .pipeline import DALI_DTYPES
+        from .image_pipeline import DALI_DTYPES
 
         batch_size = check_int("batch_size", batch_size, 1)
         canvas = _canvas(canvas)

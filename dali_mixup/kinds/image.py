@@ -1,33 +1,39 @@
-"""The image kind: ``LoaderSpec``, every option of ``create_loader`` resolved and validated once.
+"""The image kind: ``ImageSpec`` (every option of ``create_loader`` resolved and validated once),
+its DALI graph (``dali_mixup.kinds.image_pipeline``), its file scan
+(``dali_mixup.kinds.image_scan``) and ``create_loader``, the mixup iterator for image
+classification in one call: ``build_loader("image", ...)``.
 
-``LoaderSpec.resolve(options, ...)`` checks each image argument (with ``dali_mixup.checks``),
-resolves the source (folder, file list or WebDataset shards; scanned when the options say so)
-and the class count, and returns a frozen spec; the front (``dali_mixup.front``) builds the
-pipeline (``graph``) and the iterator from it and checks nothing again. The shared options
-(device, shards, threads, seed, ...) are ``spec.options`` (``dali_mixup.options``).
+``ImageSpec.resolve(options, ...)`` checks each image argument, resolves the source (folder, file
+list or WebDataset shards; scanned when the options say so) and the class count; the front
+(``dali_mixup.front``) builds the pipeline (``graph``) and the iterator from it and checks nothing
+again. The shared options (device, shards, threads, seed, ...) are ``spec.options``
+(``dali_mixup.options``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .checks import (IMAGE_LAYOUTS, MAX_IMAGE_SIZE, check_bool, check_int, check_layout, check_pair, check_real,
-                     check_rgb, resolve_num_classes)
-from .config import MixupConfig
-from .constants import IMAGENET_MEAN, IMAGENET_STD
-from .options import LoaderOptions
-from .sources import Source, SourceKind, resolve_source
+from ..checks import (IMAGE_LAYOUTS, MAX_IMAGE_SIZE, check_bool, check_int, check_layout, check_pair, check_real,
+                      check_rgb, resolve_num_classes)
+from ..config import MixupConfig
+from ..constants import IMAGENET_MEAN, IMAGENET_STD, PREFETCH_QUEUE_DEPTH
+from ..front import Kind, build_loader
+from ..options import Device, LoaderOptions
+from ..sources import Source, SourceKind, resolve_source
+
+__all__ = ["DTYPES", "ImageSpec", "KIND", "create_loader"]
 
 #: output dtypes: DALI produces float32/float16/uint8; bfloat16 is written by the mixup kernel
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "uint8": torch.uint8}
 
 
 @dataclass(frozen=True)
-class LoaderSpec:
+class ImageSpec:
     """The resolved options of one loader (see ``create_loader`` for each one's meaning)."""
 
     options: LoaderOptions
@@ -58,8 +64,8 @@ class LoaderSpec:
 
     def fields(self) -> Dict[str, Any]:
         """``{"data": Blend, "label": SoftTarget}``; fused: ``NormalizeBlend`` (+ ``mirror`` in training)."""
-        from .fields import LabelEncoding, MirrorFlags, NormalizeBlend
-        from .iterator import classification_fields
+        from ..fields import LabelEncoding, MirrorFlags, NormalizeBlend
+        from ..iterator import classification_fields
 
         encoding = LabelEncoding.ASCII if self.source.kind is SourceKind.WEBDATASET else LabelEncoding.INDEX
         fields = classification_fields(self.num_classes, layout=self.layout, dtype=self.torch_dtype,
@@ -73,7 +79,7 @@ class LoaderSpec:
 
     def graph(self) -> Dict[str, Any]:
         """The DALI graph (inside the pipeline definition): read, decode, augment, normalise."""
-        from .pipeline import decode_augment, decode_center, read_source
+        from .image_pipeline import decode_augment, decode_center, read_source
 
         o = self.options
         dtype = "float32" if self.dtype == "bfloat16" else self.dtype  # DALI has no bfloat16
@@ -93,7 +99,7 @@ class LoaderSpec:
 
     def diagnose(self, error: BaseException):
         """The bad files (image header scan) or shard members DALI's error came from."""
-        from .validate import diagnose_read_error, diagnose_shards
+        from .image_scan import diagnose_read_error, diagnose_shards
 
         if self.source.kind is SourceKind.WEBDATASET:
             return diagnose_shards(error, self.source.shards, self.num_classes)
@@ -114,9 +120,9 @@ class LoaderSpec:
         flip_prob: float = 0.5, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
         resize_shorter: Optional[int] = None, hw_decoder_load: float = 0.65, num_classes: Optional[int] = None,
         max_pixels: Optional[int] = None, allow_repeats: bool = False, fused_normalize: bool = False,
-    ) -> "LoaderSpec":
+    ) -> "ImageSpec":
         """Check every image argument and resolve the source (scanned when ``options.scan``)."""
-        from .validate import DEFAULT_MAX_PIXELS, filter_files
+        from .image_scan import DEFAULT_MAX_PIXELS, filter_files
 
         batch_size = check_int("batch_size", batch_size, 1)
         image_size = check_int("image_size", image_size, 1, MAX_IMAGE_SIZE)
@@ -161,3 +167,95 @@ class LoaderSpec:
             hw_decoder_load=hw_decoder_load, num_classes=num_classes, fused_normalize=fused_normalize,
         )
 
+#: the image kind as the front knows it
+KIND = Kind("image", ImageSpec.resolve, default_validate=False, samples="images")
+
+
+def create_loader(
+    root=None,
+    file_list=None,
+    shards=None,
+    *,
+    batch_size: int,
+    image_size: int = 224,
+    mixup: Optional[MixupConfig] = None,
+    train: bool = True,
+    device: Union[str, Device] = "auto",
+    num_threads: Optional[int] = None,
+    seed: int = 0,
+    shard_id: Optional[int] = None,
+    num_shards: Optional[int] = None,
+    dtype: str = "float32",
+    layout: str = "NCHW",
+    last_batch_policy="PARTIAL",
+    auto_reset: bool = True,
+    scale: Tuple[float, float] = (0.08, 1.0),
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    flip_prob: float = 0.5,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    resize_shorter: Optional[int] = None,
+    hw_decoder_load: float = 0.65,
+    num_classes: Optional[int] = None,
+    device_id: Optional[int] = None,
+    prefetch_queue_depth: int = PREFETCH_QUEUE_DEPTH,
+    validate: Optional[bool] = None,
+    on_error: str = "raise",
+    max_pixels: Optional[int] = None,
+    allow_repeats: bool = False,
+    fused_normalize: bool = False,
+):
+    """Build the pipeline and the ``DALIMixupIterator`` over it.
+
+    Args:
+        root / file_list / shards: the data, exactly one (see ``dali_mixup.sources``).
+        batch_size: samples per batch (per process).
+        image_size: output height and width.
+        mixup: ``MixupConfig``; ``None`` = no mixup (one-hot targets). Ignored when
+            ``train=False`` (validation never mixes).
+        train: training augmentation (random resized crop, flip, shuffle) or validation
+            (resize shorter side, center crop, file order).
+        device: 'auto' (GPU when there is one), 'gpu' (nvJPEG + GPU augmentation + CuPy kernel),
+            'cpu' (DALI CPU backend + CPU twin).
+        num_threads: DALI CPU threads; default: the CPU cores divided among local ranks.
+        seed: seeds DALI (shuffle, crops, flips) and the mixup sampler: same seed, same batches.
+        shard_id, num_shards: default to the global rank and world size under torchrun (several
+            nodes included) or ``torch.distributed``.
+        dtype: 'float32', 'float16', 'bfloat16' (cast by the mixup kernel) or 'uint8' (no
+            normalisation).
+        layout: 'NCHW' or 'NHWC'.
+        last_batch_policy: DALI ``LastBatchPolicy`` or its name; default PARTIAL: every sample
+            exactly once per epoch, the last batch may be short. All ranks run the same number
+            of batches (``len(loader)``) whatever the policy.
+        auto_reset: start the next epoch when one ends (``for epoch ...: for batch in loader``).
+        scale, ratio: RandomResizedCrop's area and aspect-ratio ranges.
+        flip_prob: chance of a horizontal flip in training (0 for digits, text, ...).
+        mean, std: normalisation, in [0, 1] units.
+        resize_shorter: validation resize (default ``image_size / 0.875``).
+        hw_decoder_load: share of JPEGs sent to the A100/H100 hardware decoder (GPU only).
+        num_classes: C; default: ``mixup.num_classes``, else the dataset's class count.
+        device_id: CUDA device; default the local rank.
+        prefetch_queue_depth: batches DALI prepares ahead.
+        validate: scan every file's header before training (``dali_mixup.kinds.image_scan``; default
+            ``None``: off for images): missing,
+            empty, truncated, not an image, too many pixels. Bad files raise or are skipped as
+            ``on_error`` says. Without it, a bad file raises at the batch that meets it, naming
+            the file.
+        on_error: 'raise' (default): an exception naming each bad file; 'skip': bad files are
+            left out up front (this scans, whatever ``validate`` says) with one warning listing
+            them and their count.
+        max_pixels: the decompression-bomb limit of the scan (default: Pillow's, ~89 Mpx).
+        allow_repeats: a file list may list a file more than once on purpose (else a warning
+            names the repeats; one file with two labels is always an error).
+        fused_normalize: DALI hands over the uint8 crops (HWC) and the flip coin; one kernel
+            normalises, mirrors, lays out, casts and mixes them (``fields.NormalizeBlend``): one
+            float pass over the batch less. Same crops, flips, labels and params as the default
+            form; the images differ only by DALI's normalisation rounding. Not with
+            ``dtype='uint8'``.
+
+    Returns:
+        ``DALIMixupIterator``, with ``.source`` (the resolved ``Source``), ``.classes``,
+        ``.options`` (the resolved shared options) and ``.spec`` (the ``ImageSpec``);
+        ``state_dict()``/``load_state_dict()`` resume it mid-epoch.
+    """
+    return build_loader("image", **locals())

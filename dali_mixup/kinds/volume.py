@@ -30,14 +30,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .checks import check_bool, check_int, resolve_num_classes, warn_user
-from .config import MixupConfig
-from .constants import PREFETCH_QUEUE_DEPTH, READER_NAME
-from .fields import Blend, SoftTarget
-from .front import Kind, build_loader
-from .options import LoaderOptions
-from .sources import Source, SourceKind, folder_source, list_source
-from .scan import (BadDataError, BadFilesWarning, OnError, Problem, ProblemKind, ValidationError, _describe,
+from ..checks import check_bool, check_int, resolve_num_classes, warn_user
+from ..config import MixupConfig
+from ..constants import PREFETCH_QUEUE_DEPTH, READER_NAME
+from ..fields import Blend, SoftTarget
+from ..front import Kind, build_loader
+from ..options import LoaderOptions
+from ..sources import Source, SourceKind, folder_source, list_source
+from ..scan import (BadDataError, BadFilesWarning, OnError, Problem, ProblemKind, ValidationError, _describe,
                    bad_data_error, filter_paths, scan_paths)
 
 __all__ = ["DEFAULT_MAX_VOXELS", "VolumeLabel", "VolumeSpec", "create_volume_loader", "scan_volumes",

@@ -63,18 +63,18 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .checks import check_bool, check_choice, check_int, check_num_classes, check_real, resolve_num_classes
-from .config import MixupConfig
-from .constants import PREFETCH_QUEUE_DEPTH, READER_NAME
-from .fields import Blend, Consumed, JointRule, Rule, SoftTarget
-from .front import Kind, build_loader
-from .options import LoaderOptions
-from .sources import Source, SourceKind, folder_source, parse_file_list
-from .scan import (BadDataError, Problem, ProblemKind, _text_reason, bad_data_error, filter_paths, scan_path,
+from ..checks import check_bool, check_choice, check_int, check_num_classes, check_real, resolve_num_classes
+from ..config import MixupConfig
+from ..constants import PREFETCH_QUEUE_DEPTH, READER_NAME
+from ..fields import Blend, Consumed, JointRule, Rule, SoftTarget
+from ..front import Kind, build_loader
+from ..options import LoaderOptions
+from ..sources import Source, SourceKind, folder_source, parse_file_list
+from ..scan import (BadDataError, Problem, ProblemKind, _text_reason, bad_data_error, filter_paths, scan_path,
                    scan_paths)
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "AudioLoaderSpec", "BlendThenLogMel", "FiniteClips", "LogMel", "LogMelConfig",
+    "AUDIO_EXTENSIONS", "AudioSpec", "BlendThenLogMel", "FiniteClips", "LogMel", "LogMelConfig",
     "MixStage", "MultiHotTarget", "MultiLabelMix", "audio_pipeline", "create_audio_loader", "filter_audio_files",
     "resolve_audio_source", "scan_audio_file", "scan_audio_files",
 ]
@@ -632,7 +632,7 @@ def audio_pipeline(**kwargs):
 
 
 @dataclass(frozen=True)
-class AudioLoaderSpec:
+class AudioSpec:
     """The resolved options of one audio loader (see ``create_audio_loader``); the shared ones are
     ``options``. ``clip_samples``: samples per clip, ``round(duration·sample_rate)``."""
 
@@ -696,7 +696,7 @@ class AudioLoaderSpec:
     def resolve(cls, options: LoaderOptions, root=None, file_list=None, *, batch_size, sample_rate=16000,
                 duration=1.0, features="log_mel", n_fft=400, hop_length=160, n_mels=64, f_min=0.0, f_max=None,
                 top_db=80.0, mix_stage="waveform", mixup=None, train=True, multi_label=None, label_smoothing=None,
-                num_classes=None, allow_repeats=False, check_values=False) -> "AudioLoaderSpec":
+                num_classes=None, allow_repeats=False, check_values=False) -> "AudioSpec":
         """Check every audio option of ``create_audio_loader`` once and resolve (and scan) the source."""
         batch_size = check_int("batch_size", batch_size, 1)
         sample_rate = check_int("sample_rate", sample_rate, 1000, 384000)
@@ -755,7 +755,7 @@ def _cutmix_refusal(mixup: MixupConfig) -> str:
 
 
 #: the audio kind as the front knows it (header scans on by default: see the module docstring)
-KIND = Kind("audio", AudioLoaderSpec.resolve, default_validate=True, samples="clips")
+KIND = Kind("audio", AudioSpec.resolve, default_validate=True, samples="clips")
 
 
 def create_audio_loader(root=None, file_list=None, *, batch_size: int, sample_rate: int = 16000,
@@ -809,7 +809,7 @@ def create_audio_loader(root=None, file_list=None, *, batch_size: int, sample_ra
         ``"audio"`` ``(N, L)`` float32 (the mixed waveform; stage ``waveform`` only),
         ``"label"`` ``(N, C)`` float32, ``"label_index"`` ``(N,)`` int64 (or ``"label_hot"``
         ``(N, C)`` for multi-label), ``"lam"``, ``"perm"``. ``.spec`` is the resolved
-        ``AudioLoaderSpec``, ``.options`` the shared options; ``state_dict()``/``load_state_dict()``
+        ``AudioSpec``, ``.options`` the shared options; ``state_dict()``/``load_state_dict()``
         resume mid-epoch.
     """
     return build_loader("audio", **locals())
