@@ -1,18 +1,24 @@
 """Sampling mixup parameters, apart from applying them (see ``dali_mixup.mix``).
 
-``MixupSampler`` owns a NumPy PCG64 generator: the same seed gives the same sequence of
-``MixupParams`` on every machine, with or without a GPU.
+``MixupSampler`` draws from a NumPy PCG64 generator: the same seed gives the same sequence of
+``MixupParams`` on every machine, with or without a GPU. It draws a block of batches at a time
+in a few vectorised calls, packed as they travel to the GPU, and hands out one batch per call:
+a few microseconds of the training thread per batch instead of a dozen NumPy calls.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .checks import check_int, check_seed
+from .checks import check_bool, check_int, check_seed
 from .config import MixMode, MixupConfig, Pairing
 
 
@@ -84,9 +90,9 @@ class MixupParams:
         self = object.__new__(cls)
         if boxes is None:
             boxes = torch.zeros((n, _box_width(image_size)), dtype=torch.int64)
-        for name, value in (("lam", lam), ("perm", perm), ("image_size", image_size), ("boxes", boxes),
-                            ("cutmix", torch.zeros(n, dtype=torch.bool) if cutmix is None else cutmix)):
-            object.__setattr__(self, name, value)
+        if cutmix is None:
+            cutmix = torch.zeros(n, dtype=torch.bool)
+        self.__dict__.update(lam=lam, perm=perm, boxes=boxes, cutmix=cutmix, image_size=image_size)
         return self
 
     def on(self, device: torch.device) -> "MixupParams":
@@ -97,16 +103,36 @@ class MixupParams:
 
     def on_with(self, device: torch.device, *tensors: torch.Tensor) -> Tuple["MixupParams", Tuple[torch.Tensor, ...]]:
         """``(self.on(device), tensors on device)``: other CPU tensors of the batch (its labels)
-        travel in the same host-to-device copy as the params when these are not there yet."""
-        device = torch.device(device)
-        cache = self.__dict__.setdefault("_on_device", {})
+        travel in the same host-to-device copy as the params when these are not there yet.
+        Params the sampler drew travel a block of batches at a time (``_Block.on``): for most
+        batches only ``tensors`` are copied."""
+        if type(device) is not torch.device:
+            device = torch.device(device)
+        d = self.__dict__
+        source = d.get("_block")  # (block, row): the sampler's params, a row of a block of batches
+        if source is not None and device.type == "cpu":
+            return self, to_device(device, *tensors)
+        cache = d.get("_on_device")
+        if cache is None:
+            cache = d["_on_device"] = {}
+        elif device in cache:
+            return cache[device], to_device(device, *tensors)
+        if source is not None:  # the block went to the device whole: this batch's rows of it
+            cache[device] = source[0].on(device, source[1], self.image_size)
+            return cache[device], to_device(device, *tensors)
         if self.lam.device == device:
             return self, to_device(device, *tensors)
-        if device in cache:
-            return cache[device], to_device(device, *tensors)
         moved = to_device(device, self.lam, self.perm, self.boxes, self.cutmix, *tensors)
         cache[device] = MixupParams._trusted(*moved[:4], image_size=self.image_size)
         return cache[device], moved[4:]
+
+    def __getstate__(self):
+        """Pickled or copied without the sampler's block and the device copies (their values are
+        the tensors themselves)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_block", "_on_device")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
     @property
     def batch_size(self) -> int:
@@ -115,7 +141,8 @@ class MixupParams:
     @property
     def has_cutmix(self) -> bool:
         """True when at least one sample uses CutMix (``mix_images`` then needs the layout)."""
-        return bool(self.cutmix.any())
+        known = self.__dict__.get("_has_cutmix")  # the sampler's blocks know it for each batch
+        return bool(self.cutmix.any()) if known is None else known
 
     @classmethod
     def identity(cls, batch_size: int) -> "MixupParams":
@@ -148,7 +175,12 @@ def to_device(device, *tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """
     if not tensors:  # e.g. ``on_with`` with the params already there: no copy at all
         return ()
-    device = torch.device(device)
+    if type(device) is not torch.device:
+        device = torch.device(device)
+    if len(tensors) == 1 and device.type != "cpu":  # one tensor (a batch's labels): its own copy is the one copy
+        t = tensors[0]
+        if t.device.type == "cpu" and t.is_contiguous() and not t.requires_grad:
+            return (t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device),)
     offsets, total = [], 0
     for t in tensors:
         offsets.append(total)
@@ -247,23 +279,65 @@ def _check_boxes(boxes, cutmix, n: int, image_size):
     return boxes, cutmix
 
 
-def _derangement(rng: np.random.Generator, n: int) -> np.ndarray:
-    """A uniformly random permutation without fixed points (rejection, ~e draws on average)."""
+# -- drawing: a block of batches at a time --------------------------------------------------------
+
+#: a block holds at most this many samples (batches x batch size) and this many batches
+_BLOCK_SAMPLES = 32768
+_MAX_BLOCK = 256
+#: from this block size on, the next block of a run is drawn by a background thread
+_PREFETCH_FROM = 4
+#: block j draws from the sampler's base generator advanced by j * 2**64: disjoint substreams
+_SUBSTREAM = 1 << 64
+_NP_DTYPES = {torch.float32: np.float32, torch.int64: np.int64, torch.bool: np.bool_}
+
+
+def _max_block(n: int) -> int:
+    return max(1, min(_MAX_BLOCK, _BLOCK_SAMPLES // max(n, 1)))
+
+
+def _coin(rng: np.random.Generator, p: float, shape) -> np.ndarray:
+    """``random < p`` elementwise; p = 1 and p = 0 are decided without drawing."""
+    if p >= 1.0:
+        return np.ones(shape, dtype=bool)
+    if p <= 0.0:
+        return np.zeros(shape, dtype=bool)
+    return rng.random(shape) < p
+
+
+def _beta(rng: np.random.Generator, a: float, b: float, count: int) -> np.ndarray:
+    """``count`` draws of Beta(a, b). Beta(1, 1) is the uniform distribution and is drawn as one
+    (NumPy's Beta sampler rejects about half its tries there)."""
+    if a == 1.0 and b == 1.0:
+        return rng.random(count)
+    return rng.beta(a, b, count)
+
+
+def _derangements(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
+    """``(count, n)``: uniformly random permutations without fixed points, by rejection (a
+    uniform permutation is one with probability ~1/e): candidates are drawn ~3 per row needed, by
+    Fisher-Yates (``Generator.permuted``), and the first that qualify are kept, in order."""
+    idx = np.arange(n, dtype=np.int64)
     if n < 2:
-        return np.arange(n, dtype=np.int64)
-    idx = np.arange(n)
-    while True:
-        p = rng.permutation(n)
-        if not np.any(p == idx):
-            return p.astype(np.int64)
+        return np.broadcast_to(idx, (count, n))
+    out = np.empty((count, n), dtype=np.int64)
+    got = 0
+    while got < count:
+        cand = rng.permuted(np.broadcast_to(idx, (3 * (count - got) + 2, n)), axis=1)
+        ok = cand[(cand != idx).all(axis=1)][: count - got]
+        out[got : got + len(ok)] = ok
+        got += len(ok)
+    return out
 
 
-def _matching(rng: np.random.Generator, n: int) -> np.ndarray:
-    """A random perfect matching as an involution; with odd n one sample is its own partner."""
-    order = rng.permutation(n)
-    perm = np.arange(n, dtype=np.int64)
-    a, b = order[0 : n - 1 : 2], order[1:n:2]
-    perm[a], perm[b] = b, a
+def _matchings(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
+    """``(count, n)``: random perfect matchings as involutions (consecutive members of a uniform
+    permutation pair up); with odd n one sample is its own partner."""
+    idx = np.arange(n, dtype=np.int64)
+    order = rng.permuted(np.broadcast_to(idx, (count, n)), axis=1)
+    perm = np.tile(idx, (count, 1))
+    rows = np.arange(count)[:, None]
+    a, b = order[:, 0 : n - 1 : 2], order[:, 1:n:2]
+    perm[rows, a], perm[rows, b] = b, a
     return perm
 
 
@@ -273,7 +347,7 @@ def _draw_boxes(rng: np.random.Generator, lam: np.ndarray, size: Tuple[int, int]
     ``rand_bbox``: a box of ``int(H*sqrt(1-λ))`` by ``int(W*sqrt(1-λ))`` centred on a uniform
     pixel, then clipped to the image. ``rand_bbox_minmax``: height uniform in
     ``[int(H*lo), int(H*hi))`` (just ``int(H*lo)`` where that range is empty, e.g. 1x1 images),
-    width likewise, placed uniformly inside the image.
+    width likewise, placed uniformly inside the image (λ is not used).
 
     Returns:
         ``(len(lam), 4)`` int64 rows ``(y0, y1, x0, x1)`` with 0 <= y0 <= y1 <= H and
@@ -306,8 +380,6 @@ def _draw_boxes(rng: np.random.Generator, lam: np.ndarray, size: Tuple[int, int]
         y0, x0 = rng.integers(0, h - cut_h + 1), rng.integers(0, w - cut_w + 1)
         y1, x1 = y0 + cut_h, x0 + cut_w
     return np.stack([y0, y1, x0, x1], axis=1).astype(np.int64)
-
-
 def _draw_cuboids(rng: np.random.Generator, lam: np.ndarray, size: Tuple[int, int, int], minmax) -> np.ndarray:
     """One CutMix cuboid per λ: ``_draw_boxes`` with a third side, for volumes ``(D, H, W)``.
 
@@ -341,12 +413,203 @@ def _draw_cuboids(rng: np.random.Generator, lam: np.ndarray, size: Tuple[int, in
     return np.stack([lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]], axis=1).astype(np.int64)
 
 
+
+def _draw(rng: np.random.Generator, cfg: MixupConfig, size, lam, perm, boxes, cutmix) -> None:
+    """Draw the params of a block of batches into its views: ``lam`` (B, N) float32, ``perm``
+    (B, N) int64, ``boxes`` (B, N, 4 or 6) int64 and ``cutmix`` (B, N) bool, all zero on entry.
+
+    In this order, for the whole block at once: the partners of every batch; then per draw (one
+    per batch, sample or pair: ``mode``) ``mixed`` (random < prob); with CutMix on ``use_cutmix``
+    (random < switch_prob); the λ of the blended draws (Beta(alpha, beta)); with CutMix on the
+    λ of the CutMix draws (Beta(cutmix_alpha, cutmix_alpha), not drawn with ``cutmix_minmax``)
+    and their boxes (``_draw_boxes``). Only what is used is drawn: no λ for an unmixed draw.
+    """
+    count, n = perm.shape
+    idx = np.arange(n, dtype=np.int64)
+    if cfg.pairing is Pairing.FLIP:
+        perm[:] = idx[::-1]
+    elif cfg.pairing is Pairing.ROLL:
+        perm[:] = (idx - 1) % n
+    elif cfg.mode is MixMode.PAIR:
+        perm[:] = _matchings(rng, n, count)
+    else:
+        perm[:] = _derangements(rng, n, count)
+    units = {MixMode.BATCH: 1, MixMode.ELEM: n, MixMode.PAIR: (n + 1) // 2}[cfg.mode]
+    mixed = _coin(rng, cfg.prob, (count, units))
+    cut = _coin(rng, cfg.switch_prob, (count, units)) & mixed if cfg.cutmix_on else None
+    blend = mixed if cut is None else mixed & ~cut
+    lam_u = np.ones((count, units))
+    lam_u[blend] = _beta(rng, cfg.alpha, cfg.beta, int(np.count_nonzero(blend)))
+    if cut is not None:
+        boxes_u = np.zeros((count, units, boxes.shape[2]), dtype=np.int64)
+        k = int(np.count_nonzero(cut))
+        minmax = cfg.cutmix_minmax
+        # with cutmix_minmax the box does not depend on λ, which then comes from the box (timm)
+        lam_c = _beta(rng, cfg.cutmix_alpha, cfg.cutmix_alpha, k) if minmax is None else np.empty(k)
+        box = _draw_boxes(rng, lam_c, size, minmax)
+        if cfg.correct_lam or minmax is not None:
+            area = (box[:, 1] - box[:, 0]) * (box[:, 3] - box[:, 2])
+            if len(size) == 3:  # cuboids: the volume they cover
+                area = area * (box[:, 5] - box[:, 4])
+            lam_c = 1.0 - area / float(np.prod(size))
+        lam_u[cut], boxes_u[cut] = lam_c, box
+    if cfg.mode is MixMode.PAIR:  # a sample's draw is its pair's: the rank of the pair's lower index
+        owner = np.take_along_axis(np.cumsum(idx <= perm, axis=1) - 1, np.minimum(idx, perm), axis=1)
+        lam_u = np.take_along_axis(lam_u, owner, axis=1)
+        if cut is not None:
+            cut = np.take_along_axis(cut, owner, axis=1)
+            boxes_u = np.take_along_axis(boxes_u, owner[:, :, None], axis=1)
+    # (with mode BATCH the (B, 1) draws broadcast along each batch in the assignments below)
+    alone = perm == idx  # its own partner (batch of 1, middle of an odd flip or matching): unmixed
+    lam[:] = lam_u
+    lam[alone] = 1.0
+    if cut is not None:
+        cutmix[:] = cut
+        boxes[:] = boxes_u
+        cutmix[alone] = False
+        boxes[alone] = 0
+
+
+def _layout(n: int, width: int, boxes: bool):
+    """Where a batch's λ, partners and (``boxes``) boxes and CutMix flags lie in its row of a
+    block: ``((dtype, shape, byte offset, byte length), ...)`` at 8-byte aligned offsets, and the
+    row's length."""
+    fields = [(torch.float32, (n,)), (torch.int64, (n,))]
+    if boxes:
+        fields += [(torch.int64, (n, width)), (torch.bool, (n,))]
+    specs, total = [], 0
+    for dtype, shape in fields:
+        nbytes = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
+        specs.append((dtype, shape, total, nbytes))
+        total += -(-nbytes // _ALIGN) * _ALIGN
+    return tuple(specs), total
+
+
+class _Block:
+    """The params of ``count`` consecutive batches of ``n`` samples, drawn together: row b of one
+    ``(count, row)`` byte buffer holds batch b's λ, partners and, with CutMix on, boxes and CutMix
+    flags (``_layout``); the tensors handed out are views of their row, never written again (a
+    batch keeps its params as long as it likes). Without CutMix the batches of a block share one
+    all-zero ``boxes`` and one all-False ``cutmix`` tensor, which nothing writes or reads for
+    mixing. A block goes to a device whole, in one host-to-device copy (``on``), and its batches'
+    device params are views of that copy."""
+
+    __slots__ = ("index", "key", "n", "width", "layout", "count", "pos", "buf", "specs", "lam", "perm", "boxes",
+                 "cutmix", "has_cutmix", "identity", "devices")
+
+    def __init__(self, index: int, key: Optional[str], n: int, width: int, count: int, fill=None,
+                 boxes: bool = True):
+        self.index, self.key, self.n, self.width, self.count, self.pos = index, key, n, width, count, 0
+        self.layout = (n, width, boxes)
+        self.specs, row = _layout(n, width, boxes)
+        self.buf = np.zeros((count, row), dtype=np.uint8)
+        views = [self.buf[:, off : off + nbytes].view(_NP_DTYPES[dtype]).reshape((count,) + shape)
+                 for dtype, shape, off, nbytes in self.specs]
+        self.identity = fill is None
+        if fill is None:  # λ = 1, perm = identity, no boxes
+            views[0][:] = 1.0
+            views[1][:] = np.arange(n)
+        else:
+            fill(*views, *([None, None] if len(views) == 2 else []))
+        tensors = [torch.from_numpy(v).unbind(0) for v in views]
+        if boxes:
+            self.lam, self.perm, self.boxes, self.cutmix = tensors
+            self.has_cutmix = views[3].any(axis=1).tolist()
+        else:
+            self.lam, self.perm = tensors
+            self.boxes = (torch.zeros((n, width), dtype=torch.int64),) * count
+            self.cutmix = (torch.zeros(n, dtype=torch.bool),) * count
+            self.has_cutmix = (False,) * count
+        self.devices: Dict[Any, tuple] = {}
+
+    def params(self, i: int, image_size) -> MixupParams:
+        p = object.__new__(MixupParams)
+        p.__dict__.update(lam=self.lam[i], perm=self.perm[i], boxes=self.boxes[i], cutmix=self.cutmix[i],
+                          image_size=image_size, _block=(self, i), _has_cutmix=self.has_cutmix[i])
+        if self.identity:
+            p.__dict__["_identity"] = True
+        return p
+
+    def on(self, device: torch.device, i: int, image_size) -> MixupParams:
+        """Batch ``i``'s params on ``device``. The first batch asking for a device sends the whole
+        block there, in one copy queued on the current CUDA stream (from pinned memory); the
+        others take their rows of it. A batch on another stream sends it again for that stream,
+        so that no kernel reads the copy before it has run, nor after its memory went back to
+        the allocator for another stream."""
+        key = (device, torch.cuda.current_stream(device)) if device.type == "cuda" else device
+        rows = self.devices.get(key)
+        if rows is None:
+            host = torch.from_numpy(self.buf)
+            if device.type == "cuda":
+                host = torch.empty(host.shape, dtype=torch.uint8, pin_memory=True).copy_(host)
+            moved = host.to(device, non_blocking=True)
+            rows = [moved[:, off : off + nbytes].view(dtype).view((self.count,) + shape).unbind(0)
+                    for dtype, shape, off, nbytes in self.specs]
+            if len(rows) == 2:  # no CutMix: one all-zero boxes and one all-False cutmix for the block
+                rows.append((torch.zeros((self.n, self.width), dtype=torch.int64, device=device),) * self.count)
+                rows.append((torch.zeros(self.n, dtype=torch.bool, device=device),) * self.count)
+            self.devices[key] = rows
+        return MixupParams._trusted(rows[0][i], rows[1][i], rows[2][i], rows[3][i], image_size=image_size)
+
+
+_local = threading.local()  # a reusable bit generator per thread (making one costs more than using it)
+_worker: Optional[Tuple[int, ThreadPoolExecutor]] = None
+
+
+def _block_generator(base_state: Dict[str, Any], index: int) -> np.random.Generator:
+    bits = getattr(_local, "bits", None)
+    if bits is None:
+        bits = _local.bits = np.random.PCG64(0)
+    bits.state = base_state
+    bits.advance(index * _SUBSTREAM)
+    return np.random.Generator(bits)
+
+
+def _make_block(base_state, index: int, key: str, cfg: MixupConfig, n: int, size, count: int) -> _Block:
+    """Block ``index`` of a sampler: a pure function of its arguments, wherever it runs."""
+    rng = _block_generator(base_state, index)
+    return _Block(index, key, n, _box_width(size), count, lambda *views: _draw(rng, cfg, size, *views),
+                  boxes=cfg.cutmix_on)
+
+
+def _background() -> Optional[ThreadPoolExecutor]:
+    """The one thread that draws samplers' next blocks (a new one after a fork); ``None`` while
+    the interpreter shuts down."""
+    global _worker
+    pid = os.getpid()
+    if _worker is None or _worker[0] != pid:
+        _worker = (pid, ThreadPoolExecutor(max_workers=1, thread_name_prefix="dali-mixup-sampler"))
+    return _worker[1]
+
+
+def _draw_key(cfg: MixupConfig, n: int, size) -> str:
+    """What a block's draws depend on, as text (it is saved in ``state_dict``)."""
+    key: list = [n, cfg.alpha, cfg.beta, cfg.prob, cfg.mode.value, cfg.pairing.value]
+    if cfg.cutmix_on:
+        key += [list(size), cfg.cutmix_alpha, list(cfg.cutmix_minmax or ()), cfg.switch_prob, cfg.correct_lam]
+    else:  # the image size is only recorded, but 3-D sizes get (N, 6) boxes
+        key += [_box_width(size)]
+    return json.dumps(key)
+
+
 class MixupSampler:
     """Draws ``MixupParams`` for each batch from a seeded generator.
 
+    Batches are drawn a block at a time, in a few vectorised NumPy calls, and handed out one by
+    one: a run of batches of the same size (and image size, with CutMix) and ``config`` draws
+    blocks of 1, 2, 4, ... batches (at most 256, and 32768 samples); a block of 4 or more has the
+    next one drawn by a background thread meanwhile (``prefetch``). Block j draws from the seed's
+    PCG64 generator advanced by j * 2**64, so what it holds depends only on the seed, j, the batch
+    and image size and the config: the same seed gives the same sequence everywhere, with or
+    without prefetching. A batch of another size, or a ``config`` that draws differently, starts
+    block j + 1 (the current one is left unused). ``state_dict`` records the block and the
+    position in it, and ``load_state_dict`` resumes exactly there.
+
     Args:
-        config: the ``MixupConfig``.
+        config: the ``MixupConfig``; assign a new one at any time, the next batch drawn follows it.
         seed: integer seed; the same seed gives the same sequence of params everywhere.
+        prefetch: draw a run's next block in a background thread (the default); ``False`` draws
+            every block in the calling thread. The sequence is the same either way.
 
     Example:
         >>> s = MixupSampler(MixupConfig(alpha=0.4, mode="elem"), seed=0)
@@ -355,22 +618,20 @@ class MixupSampler:
         >>> q = c.sample(8, image_size=(224, 224))   # + q.boxes (8, 4), q.cutmix (8,)
     """
 
-    def __init__(self, config: MixupConfig, seed: int = 0):
+    def __init__(self, config: MixupConfig, seed: int = 0, *, prefetch: bool = True):
         if not isinstance(config, MixupConfig):
             raise TypeError(f"MixupSampler.config must be a MixupConfig, got {type(config).__name__}")
         self.config = config
         self.seed = check_seed("seed", seed)
-        self._rng = np.random.Generator(np.random.PCG64(self.seed))
-
-    def _partners(self, n: int) -> np.ndarray:
-        cfg = self.config
-        if cfg.pairing is Pairing.FLIP:
-            return np.arange(n - 1, -1, -1, dtype=np.int64)
-        if cfg.pairing is Pairing.ROLL:
-            return (np.arange(n, dtype=np.int64) - 1) % max(n, 1)
-        if cfg.mode is MixMode.PAIR:
-            return _matching(self._rng, n)
-        return _derangement(self._rng, n)
+        self.prefetch = check_bool("prefetch", prefetch)
+        self._base = np.random.PCG64(self.seed).state
+        self._block: Optional[_Block] = None  # the current drawn block (None: none yet, or not regenerated)
+        #: (index, count, key, pos) of a block loaded by ``load_state_dict`` and not regenerated yet
+        self._saved: Optional[Tuple[int, int, Optional[str], int]] = None
+        self._next: Optional[Tuple[Tuple[int, str, int], int, Future]] = None  # ((index, key, count), pid, future)
+        self._serving: Optional[Tuple[MixupConfig, int, Any, _Block]] = None  # (config, n, size, block): fast path
+        self._identity: Optional[_Block] = None
+        self._last: Tuple[int, int, Optional[str]] = (-1, 0, None)  # (index, count, key) of the latest block
 
     def sample(self, batch_size: int, image_size: Optional[Sequence[int]] = None) -> MixupParams:
         """Draw the params of one batch of ``batch_size`` samples (0 is allowed).
@@ -384,8 +645,23 @@ class MixupSampler:
         Returns:
             ``MixupParams`` with ``lam`` and ``perm``, and with CutMix on also ``boxes``,
             ``cutmix`` and ``image_size``. With CutMix off the draws are exactly those of a
-            mixup-only sampler with the same seed.
+            mixup-only sampler with the same seed. Its tensors are views of the block's buffer,
+            never written again.
         """
+        serving = self._serving
+        if (serving is not None and self.config is serving[0] and batch_size == serving[1]
+                and type(batch_size) is int and (image_size is None if serving[2] is None else (
+                    type(image_size) is tuple and image_size == serving[2] and all(type(v) is int for v in image_size)))):
+            block = serving[3]
+            i = block.pos
+            if i < block.count:
+                block.pos = i + 1
+                return block.params(i, serving[2])
+        return self._sample(batch_size, image_size)
+
+    def _sample(self, batch_size, image_size) -> MixupParams:
+        """``sample`` when the fast path cannot serve: checks, then the identity block or the
+        current drawn block, moving to the next block where needed."""
         n = check_int("batch_size", batch_size, 0)
         cfg = self.config
         size = _check_image_size(image_size, "MixupSampler.sample(image_size=...)")
@@ -394,73 +670,99 @@ class MixupSampler:
                 "MixupSampler.sample needs image_size=(H, W) when CutMix is on (cutmix_alpha > 0 "
                 "or cutmix_minmax set, and switch_prob > 0): CutMix boxes are drawn in pixels"
             )
-        if not cfg.enabled or n == 0:
-            return MixupParams.identity(n)
-        if cfg.cutmix_on:
-            return self._sample_with_cutmix(n, size)
-        rng = self._rng
-        perm = self._partners(n)
-        if cfg.mode is MixMode.BATCH:
-            mixed = rng.random() < cfg.prob
-            lam_value = rng.beta(cfg.alpha, cfg.beta)
-            lam = np.full(n, lam_value if mixed else 1.0)
-        elif cfg.mode is MixMode.ELEM:
-            mixed = rng.random(n) < cfg.prob
-            lam = np.where(mixed, rng.beta(cfg.alpha, cfg.beta, size=n), 1.0)
-        else:  # PAIR: one draw per pair, shared by both members
-            first = np.arange(n) <= perm  # the lower index of each pair represents it
-            reps = np.flatnonzero(first)
-            mixed = rng.random(reps.size) < cfg.prob
-            draws = np.where(mixed, rng.beta(cfg.alpha, cfg.beta, size=reps.size), 1.0)
-            lam = np.empty(n)
-            lam[reps] = draws
-            lam[perm[reps]] = draws
-        lam[perm == np.arange(n)] = 1.0  # its own partner (batch of 1, middle of an odd flip): unmixed
-        return MixupParams._trusted(torch.from_numpy(lam.astype(np.float32)), torch.from_numpy(perm.astype(np.int64)),
-                                    image_size=size)
+        if n == 0:
+            self._serving = None
+            return MixupParams.identity(0)
+        if not cfg.enabled:  # λ = 1: nothing drawn, the drawn blocks' position is kept
+            block, layout = self._identity, (n, _box_width(size), cfg.cutmix_on)
+            if block is None or block.layout != layout or block.pos >= block.count:
+                count = min(_max_block(n), 2 * block.count) if block is not None and block.layout == layout else 1
+                block = self._identity = _Block(-1, None, *layout[:2], count, boxes=layout[2])
+        else:
+            block = self._drawn_block(cfg, n, size)
+        self._serving = (cfg, n, size, block)
+        i = block.pos
+        block.pos = i + 1
+        return block.params(i, size)
 
-    def _sample_with_cutmix(self, n: int, size: Tuple[int, int]) -> MixupParams:
-        """Mixup or CutMix per draw. One draw per batch, sample or pair (``mode``), in this
-        order: partners; ``mixed`` (random < prob); ``use_cutmix`` (random < switch_prob); λ
-        (Beta of the chosen method); the box (``_draw_boxes``)."""
-        cfg, rng = self.config, self._rng
-        perm = self._partners(n)
-        if cfg.mode is MixMode.BATCH:
-            owner = np.zeros(n, dtype=np.int64)  # draw d applies to the samples with owner == d
-        elif cfg.mode is MixMode.ELEM:
-            owner = np.arange(n, dtype=np.int64)
-        else:  # PAIR: the lower index of each pair represents it
-            reps = np.flatnonzero(np.arange(n) <= perm)
-            owner = np.searchsorted(reps, np.minimum(np.arange(n), perm))
-        count = int(owner.max()) + 1
-        cut_alpha = 1.0 if cfg.cutmix_minmax is not None else cfg.cutmix_alpha  # timm forces 1
-        mixed = rng.random(count) < cfg.prob
-        use_cutmix = rng.random(count) < cfg.switch_prob
-        lam = rng.beta(np.where(use_cutmix, cut_alpha, cfg.alpha), np.where(use_cutmix, cut_alpha, cfg.beta))
-        boxes = _draw_boxes(rng, lam, size, cfg.cutmix_minmax)
-        use_cutmix &= mixed
-        lam = np.where(mixed, lam, 1.0)
-        if cfg.correct_lam or cfg.cutmix_minmax is not None:
-            area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
-            if len(size) == 3:  # cuboids: the volume they cover
-                area = area * (boxes[:, 5] - boxes[:, 4])
-            lam = np.where(use_cutmix, 1.0 - area / float(np.prod(size)), lam)
-        boxes[~use_cutmix] = 0
-        lam, use_cutmix, boxes = lam[owner], use_cutmix[owner], boxes[owner]
-        alone = perm == np.arange(n)  # its own partner (odd n under flip or pair, n = 1): unmixed
-        lam[alone], use_cutmix[alone], boxes[alone] = 1.0, False, 0
-        return MixupParams._trusted(
-            torch.from_numpy(lam.astype(np.float32)),
-            torch.from_numpy(perm.astype(np.int64)),
-            boxes=torch.from_numpy(boxes.astype(np.int64)),
-            cutmix=torch.from_numpy(use_cutmix.astype(bool)),
-            image_size=size,
-        )
+    def _drawn_block(self, cfg: MixupConfig, n: int, size) -> _Block:
+        """The block the next batch comes from: the current one, if it has batches left and was
+        drawn for this key; else the next (1 batch for a new key, twice the last one's size for the
+        same key)."""
+        key = _draw_key(cfg, n, size)
+        block = self._block
+        if self._saved is not None:  # after load_state_dict: regenerate the saved block if it goes on
+            index, count, saved_key, pos = self._saved
+            self._saved = None
+            if saved_key == key and pos < count:
+                block = self._block = _make_block(self._base, index, key, cfg, n, size, count)
+                block.pos = pos
+                self._last = (index, count, key)
+            else:
+                block = self._block = None
+                self._last = (index, count, saved_key)
+        if block is not None and block.key == key and block.pos < block.count:
+            return block
+        last = self._last
+        index = last[0] + 1
+        count = min(_max_block(n), 2 * last[1]) if last[2] == key else 1
+        block = self._block = self._fetch(index, key, cfg, n, size, count)
+        self._last = (index, count, key)
+        if self.prefetch and count >= _PREFETCH_FROM:
+            nxt = (index + 1, key, min(_max_block(n), 2 * count))
+            try:
+                future = _background().submit(_make_block, self._base, *nxt[:2], cfg, n, size, nxt[2])
+            except RuntimeError:  # the interpreter is shutting down: no more threads
+                future = None
+            self._next = (nxt, os.getpid(), future) if future is not None else None
+        return block
+
+    def _fetch(self, index: int, key: str, cfg: MixupConfig, n: int, size, count: int) -> _Block:
+        """Block ``index``: the background thread's, if it drew this one (in this process), else
+        drawn here."""
+        nxt, self._next = self._next, None
+        if nxt is not None and nxt[0] == (index, key, count) and nxt[1] == os.getpid():
+            return nxt[2].result()
+        return _make_block(self._base, index, key, cfg, n, size, count)
+
+    def __getstate__(self):
+        """Pickled or copied as ``state_dict`` says (no thread, no block): the copy goes on with
+        the same sequence."""
+        state = dict(self.__dict__)
+        saved = self.state_dict()
+        state.update(_block=None, _next=None, _serving=None, _identity=None,
+                     _saved=(saved["block"], saved["block_batches"], saved["block_key"], saved["block_drawn"]))
+        return state
 
     def state_dict(self) -> Dict[str, Any]:
-        """The generator's state, to resume the same sequence (see ``load_state_dict``)."""
-        return {"seed": self.seed, "bit_generator": self._rng.bit_generator.state}
+        """Where the sequence is, to resume it exactly (see ``load_state_dict``): the seed, the
+        generator the blocks draw from, and the current block (index, size in batches, what it
+        was drawn for, batches handed out). JSON-serialisable."""
+        if self._saved is not None:
+            index, count, key, pos = self._saved
+        elif self._block is not None:
+            b = self._block
+            index, count, key, pos = b.index, b.count, b.key, b.pos
+        else:
+            (index, count, key), pos = self._last, self._last[1]
+        return {"seed": self.seed, "bit_generator": self._base, "block": index, "block_batches": count,
+                "block_key": key, "block_drawn": pos}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.seed = int(state["seed"])
-        self._rng.bit_generator.state = state["bit_generator"]
+        """Resume from ``state_dict()``: the next batch is the one the saved sampler would have
+        drawn next (given the same batch size, image size and config), also in the middle of a
+        block. A state without a block (saved before sampling in blocks) starts a new sequence
+        from its generator."""
+        seed = check_seed("seed", state["seed"])
+        bits = np.random.PCG64(0)
+        bits.state = state["bit_generator"]  # KeyError/TypeError/ValueError when damaged
+        index = check_int("block", state.get("block", -1), -1)
+        count = check_int("block_batches", state.get("block_batches", 0), 0)
+        key = state.get("block_key")
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"block_key must be a string or None, got {type(key).__name__}")
+        pos = check_int("block_drawn", state.get("block_drawn", count), 0, count)
+        self.seed, self._base = seed, bits.state
+        self._block, self._next, self._serving = None, None, None
+        self._saved = (index, count, key, pos)
+        self._last = (index, count, key)
