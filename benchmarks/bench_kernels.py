@@ -259,3 +259,113 @@ def test_targets_cuda(benchmark, kernel_record, peer, n):
     benchmark.group = group
     benchmark.pedantic(fn, rounds=50, iterations=5, warmup_rounds=5)
     kernel_record(group, peer, benchmark)
+
+
+# --- the CPU twin against another commit's, interleaved (issue 23) ----------------------------
+
+
+def twin_ab(argv=None) -> int:
+    """``python benchmarks/bench_kernels.py --ref REF``: the ``ours-cpu`` peer (sample +
+    ``mix_images(x, params, out=out)``) with this checkout's CPU twin and with ``dali_mixup/cpu.py``
+    at git ``REF``, and the ``copy`` peer, in interleaved rounds (the order rotating each round),
+    on the issue-2 case (128, 3, 224, 224) float32 NCHW by default. Reported as this file's
+    session summary does: median time over 1.5 copies' median; also the median of the per-round
+    ratios (each round's time over the same round's copy: steadier when the load drifts). Both
+    twins are checked to give the same bits first. Writes ``results/cpu-twin-<machine>.json``."""
+    import argparse
+    import json
+    import os
+    import statistics
+    import subprocess
+    import sys
+    import time
+    import types
+    from pathlib import Path
+
+    import dali_mixup.mix as mix_module
+    from dali_mixup.tools.meta import hardware_slug, metadata
+
+    ap = argparse.ArgumentParser(description=twin_ab.__doc__.split("\n\n")[0])
+    ap.add_argument("--ref", required=True, help="git commit whose dali_mixup/cpu.py to compare with")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    ap.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ap.add_argument("--out")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repo = Path(__file__).resolve().parents[1]
+    src = subprocess.run(["git", "show", f"{args.ref}:dali_mixup/cpu.py"], cwd=repo, capture_output=True, text=True,
+                         check=True).stdout
+    name = f"dali_mixup._cpu_at_{args.ref}"
+    ref_cpu = types.ModuleType(name)
+    ref_cpu.__package__ = "dali_mixup"
+    sys.modules[name] = ref_cpu
+    exec(compile(src, f"{args.ref}:dali_mixup/cpu.py", "exec"), ref_cpu.__dict__)
+    this_cpu = mix_module.cpu
+
+    meta = metadata()
+    meta["load_average_before"] = os.getloadavg()
+    n = args.batch
+    x, _ = _batch(n, args.dtype, args.layout)
+    out = torch.empty_like(x)
+    sampler = MixupSampler(MixupConfig(alpha=1.0, mode="elem"), seed=0)
+
+    def ours(module):
+        def fn():
+            mix_module.cpu = module
+            try:
+                mix_images(x, sampler.sample(n), out=out)
+            finally:
+                mix_module.cpu = this_cpu
+
+        return fn
+
+    peers = {"copy": lambda: out.copy_(x), "ours-cpu": ours(this_cpu), f"ours-cpu@{args.ref}": ours(ref_cpu)}
+    params = sampler.sample(n)
+    got = []
+    for module in (this_cpu, ref_cpu):
+        mix_module.cpu = module
+        got.append(mix_images(x, params).contiguous().view(torch.uint8))
+    mix_module.cpu = this_cpu
+    assert torch.equal(got[0], got[1]), "the two twins differ"
+    for fn in peers.values():
+        fn()  # warm-up
+    times = {p: [] for p in peers}
+    order = list(peers)
+    for r in range(args.rounds):
+        for p in order[r % len(order):] + order[: r % len(order)]:
+            t0 = time.perf_counter()
+            peers[p]()
+            times[p].append(time.perf_counter() - t0)
+    meta["load_average_after"] = os.getloadavg()
+    copy = statistics.median(times["copy"])
+    rows = []
+    print(f"CPU twin, ({n}, 3, 224, 224) {args.dtype} {args.layout}, {torch.get_num_threads()} torch threads, "
+          f"{args.rounds} interleaved rounds; load average {meta['load_average_before'][0]:.1f} -> "
+          f"{meta['load_average_after'][0]:.1f} on {meta['cpu']['cores']} cores ({meta['cpu']['model']})")
+    for p, ts in times.items():
+        med = statistics.median(ts)
+        row = {"peer": p, "median_ms": round(1e3 * med, 3), "spread": round((max(ts) - min(ts)) / med, 3),
+               "rounds_ms": [round(1e3 * t, 3) for t in ts]}
+        if p != "copy":
+            row["over_1_5_copies"] = round(med / (1.5 * copy), 3)
+            row["per_round_over_1_5_copies"] = round(statistics.median(
+                t / (1.5 * c) for t, c in zip(ts, times["copy"])), 3)
+        rows.append(row)
+        extra = (f"  / 1.5 copies = {row['over_1_5_copies']:.2f} (per round: {row['per_round_over_1_5_copies']:.2f})"
+                 if p != "copy" else "")
+        print(f"  {p:<22} {row['median_ms']:8.2f} ms  spread {100 * row['spread']:4.0f}%{extra}")
+    path = Path(args.out) if args.out else repo / "benchmarks" / "results" / f"cpu-twin-{hardware_slug(meta)}.json"
+    path.write_text(json.dumps({"benchmark": "bench_kernels twin_ab", "method": twin_ab.__doc__, "ref": args.ref,
+                                "case": {"batch": n, "dtype": args.dtype, "layout": args.layout,
+                                         "torch_threads": torch.get_num_threads()},
+                                "metadata": meta, "rows": rows}, indent=1) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(twin_ab())
