@@ -8,6 +8,7 @@ a few microseconds of the training thread per batch instead of a dozen NumPy cal
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -745,7 +746,7 @@ class MixupSampler:
             index, count, key, pos = b.index, b.count, b.key, b.pos
         else:
             (index, count, key), pos = self._last, self._last[1]
-        return {"seed": self.seed, "bit_generator": self._base, "block": index, "block_batches": count,
+        return {"seed": self.seed, "bit_generator": copy.deepcopy(self._base), "block": index, "block_batches": count,
                 "block_key": key, "block_drawn": pos}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
