@@ -4,8 +4,9 @@
 # Docker image installs from the same file.
 # `make wheel-check`: build the sdist and wheel, install the wheel (not the source tree) into a
 # fresh venv, run `dali-mixup doctor` and CPU tests against it.
-# `make docker-check`: build the image (CPU variant) with buildah and run it with podman: doctor,
-# bench, the CPU tests inside the container (root, ~25 GB of disk, ~15 min cold; see docker/README.md).
+# `make docker-check`: build the CPU and CUDA 13 images with buildah and run them with podman, no GPU
+# needed: doctor, bench, the CPU tests inside the container; in the CUDA image DALI/CuPy imports, NVRTC
+# from the wheels on every kernel, its CUDA libraries (root, ~40 GB of disk; see docker/README.md).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

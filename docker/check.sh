@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make docker-check`: build the image from this repository's Dockerfile and run it for real.
 #
-# buildah (chroot isolation) builds the CPU variant on a local Debian bookworm base that
-# debootstrap makes (cached as an image), and podman (runc) runs it:
+# buildah (chroot isolation) builds the CPU and the CUDA 13 variants on a local Debian bookworm
+# base that debootstrap makes (cached as an image), and podman (runc) runs them. The CPU variant:
 #   - the image's promises: non-root user, no DEBIAN_FRONTEND, HOME and the caches writable under
 #     --user, one line (not a traceback) for a results folder the user cannot write;
 #   - `doctor`;
@@ -10,18 +10,30 @@
 #   - the test suite's CPU tier (-m "not gpu") as that uid, against the installed wheel, the
 #     repository and a generated ImageFolder mounted read-only, a results folder mounted;
 #   - a one-line source edit rebuilt (timed: the dependency layers must come from the cache);
-#   - the compose file's services through podman-compose, as far as a machine without GPU allows;
-#   - the CUDA guard: CUDA_EXTRA=cuda13 on a base without CUDA stops the build early.
-# Prints the image size, its largest layers and the timings; docker/README.md records a run.
+#   - the compose file's services through podman-compose, as far as a machine without GPU allows.
+# The CUDA 13 variant, without a GPU:
+#   - the NVIDIA Container Toolkit's settings in the image (visible devices, capabilities with
+#     `video`, the driver requirement);
+#   - DALI and CuPy import, torch is built for CUDA 13 (and docker/cuda-line.sh stops a cuda12
+#     build that would get this torch);
+#   - NVRTC from the wheels compiles every kernel of dali_mixup.kernels.KERNELS for sm_80 and
+#     sm_90 (docker/nvrtc_check.py, the sources of tests/test_kernel_source.py);
+#   - `doctor` says in one line that there is no GPU and exits 0 (1, one problem line, with
+#     --device gpu);
+#   - the CUDA libraries it carries, with sizes, and those present more than once
+#     (docker/cuda_libs.py).
+# Then the guard: build arguments that do not belong together stop the build before any download.
+# Prints the image sizes, the largest layers and the timings; docker/README.md records a run.
 #
-# Needs root (apt-get, buildah, podman) and ~25 GB of disk; ~15 minutes cold, a few warm.
+# Needs root (apt-get, buildah, podman) and ~40 GB of disk; 22 minutes cold, 12 warm (docker/README.md).
 # Environment (all optional):
 #   DOCKER_CHECK_DIR   work folder (default /var/tmp/dali-mixup-docker-check): data, results, logs
 #   DOCKER_CHECK_COLD  1: make the base anew, so that no layer comes from the cache (buildah
 #                      1.28's --no-cache leaves no cache behind for the edit rebuild to use)
 #   TORCH_INDEX_URL    where torch comes from (default https://pypi.org/simple: the PyTorch
 #                      indexes are not reachable where this project is developed; PyPI's torch is
-#                      the CUDA build, so the CPU image carries CUDA wheels it does not use)
+#                      the CUDA 13 build, which the CUDA 13 variant wants, and the CPU image
+#                      carries CUDA wheels it does not use)
 #   CA_BUNDLE          CA bundle handed to the build as the ca-bundle secret (default: the
 #                      system's, when it exists; needed behind a TLS-intercepting proxy)
 #   DEBIAN_MIRROR      debootstrap's mirror (default http://deb.debian.org/debian)
@@ -33,6 +45,7 @@ WORK=${DOCKER_CHECK_DIR:-/var/tmp/dali-mixup-docker-check}
 BASE=localhost/dali-mixup-base:bookworm
 IMAGE=localhost/dali-mixup:cpu
 TEST_IMAGE=localhost/dali-mixup:cpu-test
+CUDA_IMAGE=localhost/dali-mixup:cuda13
 TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://pypi.org/simple}
 CA_BUNDLE=${CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -81,7 +94,10 @@ BUILDAH=(buildah bud --isolation chroot --layers)
 if [ -n "$CA_BUNDLE" ] && [ -s "$CA_BUNDLE" ]; then
     BUILDAH+=(--secret "id=ca-bundle,src=$CA_BUNDLE")
 fi
+# CUDA_EXTRA is always given: buildah 1.28 skips the stages it thinks unused before it applies the
+# global ARG defaults, and would then miss the runtime's env-<line> stage.
 CPU_ARGS=(--build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cpu --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL")
+CUDA_ARGS=(--build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cuda13 --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL")
 
 # ---------------------------------------------------------------------------------------------
 # The image and the tests come from one snapshot of the working tree (tracked and untracked files,
@@ -324,17 +340,139 @@ podman network rm -f "${project}_default" > /dev/null 2>&1 || true
 podman volume rm -f "${project}_cache" > /dev/null 2>&1 || true
 
 # ---------------------------------------------------------------------------------------------
-say "CUDA guard: CUDA_EXTRA=cuda13 on a base without CUDA stops early"
-set +e
-"${BUILDAH[@]}" --build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cuda13 \
-    --target deps -f "$CTX/Dockerfile" "$CTX" > "$WORK/logs/build-guard.log" 2>&1
-rc=$?
-set -e
-if [ "$rc" != 0 ] && grep -q 'CUDA_EXTRA=cuda13 does not match the base image' "$WORK/logs/build-guard.log"; then
-    record "CUDA_EXTRA=cuda13 on a base without CUDA: stops at the check" ok
+say "build $CUDA_IMAGE (CUDA 13 variant, same base, CUDA from the wheels; log: $WORK/logs/build-cuda13.log)"
+t=$(now)
+if "${BUILDAH[@]}" "${CUDA_ARGS[@]}" -f "$CTX/Dockerfile" -t "$CUDA_IMAGE" "$CTX" > "$WORK/logs/build-cuda13.log" 2>&1; then
+    cached=$(grep -c 'Using cache' "$WORK/logs/build-cuda13.log" || true)
+    record "build, CUDA 13 variant ($cached steps from the cache)" "$(since "$t")"
 else
-    tail -10 "$WORK/logs/build-guard.log"; fail "CUDA guard"
+    tail -30 "$WORK/logs/build-cuda13.log"; fail "build, CUDA 13 variant"
 fi
+if podman image exists "$CUDA_IMAGE"; then
+    record "image size, CUDA 13 variant" "$(gb "$(podman image inspect --format '{{.Size}}' "$CUDA_IMAGE")")"
+    echo "largest layers:"
+    podman history --format '{{.Size}}  {{.CreatedBy}}' "$CUDA_IMAGE" | grep -v '^0 B' | cut -c1-150 | head -8
+    slimmed=$(grep '^slim_venv: [0-9]' "$WORK/logs/build-cuda13.log" | tail -1 || true)
+    grep '^slim_venv:' "$WORK/logs/build-cuda13.log" || true
+    [ -n "$slimmed" ] && record "slim_venv in the build (${slimmed#slim_venv: })" ok
+
+    cuda_env=$(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$CUDA_IMAGE")
+    want_env="NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility,video NVIDIA_REQUIRE_CUDA=cuda>=13.0"
+    missing_env=()
+    for kv in $want_env; do grep -qxF "$kv" <<<"$cuda_env" || missing_env+=("$kv"); done
+    if [ ${#missing_env[@]} = 0 ] && ! grep -q '^NVIDIA_' <<<"$env_lines"; then
+        record "NVIDIA_* set in the CUDA image ($want_env), none in the CPU image" ok
+    else
+        fail "NVIDIA_* in the images (missing in the CUDA image: ${missing_env[*]:-none}; CPU image: $(grep '^NVIDIA_' <<<"$env_lines" | xargs))"
+    fi
+
+    # DALI and CuPy import without a GPU; torch says the CUDA it was built for.
+    if podman run --rm --network none --user "$RUN_UID:$RUN_UID" --entrypoint python3 "$CUDA_IMAGE" -c '
+import importlib.metadata as md, sys
+import cupy, nvidia.dali, torch
+dali = [d for d in ("nvidia-dali-cuda130", "nvidia-dali-cuda120") if d in {x.metadata["Name"] for x in md.distributions()}]
+wheels = " ".join(dali)
+print(f"DALI {nvidia.dali.__version__} ({wheels}); CuPy {cupy.__version__} (CUDA path {cupy.cuda.get_cuda_path()})")
+print(f"torch {torch.__version__}: built for CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, GPU available: {torch.cuda.is_available()}")
+sys.exit(0 if dali == ["nvidia-dali-cuda130"] and (torch.version.cuda or "").startswith("13.") else 1)
+' 2>&1 | tee "$WORK/logs/cuda-imports.log"; then
+        record "CUDA image: DALI, CuPy import; $(grep -o 'torch [^:]*: built for CUDA [0-9.]*' "$WORK/logs/cuda-imports.log")" ok
+    else
+        fail "CUDA image: DALI and CuPy import, torch built for CUDA 13"
+    fi
+    set +e
+    podman run --rm --network none -e CUDA_EXTRA=cuda12 --entrypoint sh "$CUDA_IMAGE" /src/docker/cuda-line.sh torch \
+        > "$WORK/logs/cuda-line-torch.log" 2>&1
+    rc=$?
+    set -e
+    if [ "$rc" != 0 ] && grep -q '^CUDA_EXTRA=cuda12 does not match torch' "$WORK/logs/cuda-line-torch.log"; then
+        record "cuda-line.sh torch: CUDA_EXTRA=cuda12 with this torch stops" ok
+    else
+        cat "$WORK/logs/cuda-line-torch.log"; fail "cuda-line.sh torch: CUDA_EXTRA=cuda12 with this torch stops"
+    fi
+
+    # NVRTC from the wheels: every kernel, sm_80 and sm_90, as any uid (the tests' harness mounted).
+    t=$(now)
+    if podman run --rm --network none --user "$RUN_UID:$RUN_UID" -v "$CTX/tests:/check/tests:ro" -v "$CTX/docker:/check/docker:ro" \
+            --entrypoint python3 "$CUDA_IMAGE" /check/docker/nvrtc_check.py /check/tests 2>&1 | tee "$WORK/logs/nvrtc.log"; then
+        record "NVRTC (wheels): $(grep -o 'compiled [0-9]* of [0-9]* kernels' "$WORK/logs/nvrtc.log"), sm_80 + sm_90" "$(since "$t")"
+    else
+        fail "NVRTC from the wheels compiles every kernel for sm_80 and sm_90"
+    fi
+
+    # doctor without a GPU: one line says so; exit 0 (the CPU checks run), 1 with --device gpu.
+    t=$(now)
+    set +e
+    podman run --rm --network none --shm-size=1g "$CUDA_IMAGE" doctor > "$WORK/logs/cuda-doctor.out" 2> "$WORK/logs/cuda-doctor.err"
+    rc=$?
+    podman run --rm --network none --shm-size=1g "$CUDA_IMAGE" doctor --device gpu \
+        > "$WORK/logs/cuda-doctor-gpu.out" 2> "$WORK/logs/cuda-doctor-gpu.err"
+    rc_gpu=$?
+    set -e
+    cat "$WORK/logs/cuda-doctor.out" "$WORK/logs/cuda-doctor.err" "$WORK/logs/cuda-doctor-gpu.err"
+    no_gpu=$(grep -c -E '^ +GPU +none: ' "$WORK/logs/cuda-doctor.out" || true)
+    problems_gpu=$(grep -c '^doctor: problem: ' "$WORK/logs/cuda-doctor-gpu.err" || true)
+    if [ "$rc" = 0 ] && [ "$no_gpu" = 1 ] && ! grep -q 'doctor: problem' "$WORK/logs/cuda-doctor.err" \
+            && [ "$rc_gpu" = 1 ] && [ "$problems_gpu" = 1 ] && grep -q '^doctor: problem: GPU: ' "$WORK/logs/cuda-doctor-gpu.err"; then
+        record "CUDA image, doctor without GPU: one 'GPU none' line, exit 0; --device gpu: one problem, exit 1" "$(since "$t")"
+    else
+        fail "CUDA image, doctor without GPU (exit $rc, $no_gpu 'GPU none' lines; --device gpu: exit $rc_gpu, $problems_gpu problem lines)"
+    fi
+
+    # The CUDA libraries the image carries, and those present more than once.
+    t=$(now)
+    if podman run --rm --network none --user 0 -v "$CTX/docker:/check/docker:ro" -v "$WORK/logs:/logs" --entrypoint sh "$CUDA_IMAGE" -c '
+            site=$(python3 -c "import sysconfig; print(sysconfig.get_paths()[\"purelib\"])")
+            python3 /check/docker/cuda_libs.py --loaded --json /logs/cuda-libs.json "$site" /usr/local/cuda' \
+            > "$WORK/logs/cuda-libs.txt" 2>&1; then
+        sed -n '1,/^files:/p' "$WORK/logs/cuda-libs.txt" | grep -v '^files:'
+        sed -n '/^present more than once/,$p' "$WORK/logs/cuda-libs.txt"
+        record "CUDA libraries: $(head -1 "$WORK/logs/cuda-libs.txt" | grep -o '^CUDA library files: [0-9]*, [0-9.]* GB' | cut -d' ' -f4-)" "$(since "$t")"
+        record "  present more than once: $(grep -o '^present more than once: .*' "$WORK/logs/cuda-libs.txt" | cut -d' ' -f5-)" \
+            "$(grep -E '^  lib' "$WORK/logs/cuda-libs.txt" | cut -d: -f1 | xargs | tr ' ' ',')"
+    else
+        tail -20 "$WORK/logs/cuda-libs.txt"; fail "CUDA libraries listed (docker/cuda_libs.py)"
+    fi
+    echo "what the virtual environment holds (MB):"
+    podman run --rm --network none --entrypoint sh "$CUDA_IMAGE" -c '
+        cd /opt/venv/lib/python3*/site-packages
+        for d in /opt/venv torch triton cupy cupy_backends nvidia nvidia/dali nvidia/cu13 nvidia/cudnn; do
+            if [ -e "$d" ]; then du -sm "$d"; fi
+        done' \
+        | tee "$WORK/logs/venv-du-cuda13.txt" || true
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "the guard: build arguments that do not belong together stop the build before any download"
+# A base that says CUDA_VERSION=12.8.1, as nvidia/cuda:12.8.1-* does: the local base plus that
+# variable (metadata only).
+FAKE_CUDA12_BASE=localhost/dali-mixup-base:cuda-version-12
+ctr=$(buildah from --pull=never "$BASE")
+buildah config --env CUDA_VERSION=12.8.1 "$ctr"
+buildah commit --quiet "$ctr" "$FAKE_CUDA12_BASE" >/dev/null
+buildah rm "$ctr" >/dev/null
+guard_cases=(
+    "CUDA_EXTRA=cuda12 with TORCH_INDEX_URL=.../cu130|$BASE|cuda12|https://download.pytorch.org/whl/cu130|CUDA_EXTRA=cuda12 does not match TORCH_INDEX_URL"
+    "CUDA_EXTRA=cuda13 with TORCH_INDEX_URL=.../cpu|$BASE|cuda13|https://download.pytorch.org/whl/cpu|CUDA_EXTRA=cuda13 does not match TORCH_INDEX_URL"
+    "CUDA_EXTRA=cuda13 on a base with CUDA_VERSION=12.8.1|$FAKE_CUDA12_BASE|cuda13|$TORCH_INDEX_URL|CUDA_EXTRA=cuda13 does not match the base image"
+    "CUDA_EXTRA=cuda14|$BASE|cuda14|$TORCH_INDEX_URL|CUDA_EXTRA=cuda14 is not a line of this image"
+)
+for case in "${guard_cases[@]}"; do
+    IFS='|' read -r what base extra index message <<<"$case"
+    set +e
+    # --force-rm: a failed RUN otherwise leaves its working container behind
+    "${BUILDAH[@]}" --force-rm --build-arg BASE_IMAGE="$base" --build-arg CUDA_EXTRA="$extra" --build-arg TORCH_INDEX_URL="$index" \
+        --target deps -f "$CTX/Dockerfile" "$CTX" > "$WORK/logs/build-guard.log" 2>&1
+    rc=$?
+    set -e
+    last_step=$(grep -E '^STEP [0-9]+/[0-9]+: ' "$WORK/logs/build-guard.log" | tail -1)
+    if [ "$rc" != 0 ] && grep -q "^$message" "$WORK/logs/build-guard.log" && [[ "$last_step" == *"cuda-line.sh args" ]]; then
+        record "guard: $what stops at cuda-line.sh args" ok
+    else
+        tail -10 "$WORK/logs/build-guard.log"; fail "guard: $what"
+    fi
+done
+podman rmi "$FAKE_CUDA12_BASE" >/dev/null 2>&1 || true
 
 # ---------------------------------------------------------------------------------------------
 say "summary (logs in $WORK/logs)"

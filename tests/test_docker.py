@@ -5,6 +5,7 @@ and running the image for real is `make docker-check` (docker/check.sh, buildah 
 heavy for every run), whose last run docker/README.md records."""
 
 import importlib
+import importlib.util
 import inspect
 import json
 import pathlib
@@ -80,6 +81,48 @@ def final_stage():
 
 def pyproject():
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def lines():
+    """The image's CUDA lines: the extras of pyproject.toml an env-<line> stage is made for."""
+    return [n[len("env-"):] for n, _ in stages()[1:] if n and n.startswith("env-")]
+
+
+def from_source(instrs):
+    return instrs[0]["value"].split()[0]
+
+
+def stage_chain(line):
+    """The stages the runtime of ``line`` is built from, base first (``FROM env-${CUDA_EXTRA}``
+    resolved for that line)."""
+    chain, name = [], None
+    for n, instrs in reversed(stages()[1:]):
+        if name is None or n == name:
+            chain.insert(0, instrs)
+            name = from_source(instrs).replace("${CUDA_EXTRA}", line)
+    assert name == "${BASE_IMAGE}", f"the runtime of {line} does not start from the base image: {name}"
+    return chain
+
+
+def image_env(line):
+    """ENV of the runtime image of ``line`` (the base image's own aside), through its stages."""
+    env = {}
+    for instrs in stage_chain(line):
+        for ins in instrs:
+            if ins["instruction"] == "ENV":
+                for word in shlex.split(ins["value"].replace("\\\n", " ")):
+                    key, _, value = word.partition("=")
+                    env[key] = value
+    return env
+
+
+CUDA_LINE = ROOT / "docker" / "cuda-line.sh"
+
+
+def cuda_line(command, env, stdin=None):
+    """docker/cuda-line.sh ``command`` with ``env`` (and PATH), as the Dockerfile runs it."""
+    full = {"PATH": f"{pathlib.Path(sys.executable).parent}:/usr/bin:/bin", **env}
+    return subprocess.run(["sh", str(CUDA_LINE), command], env=full, input=stdin, capture_output=True, text=True)
 
 
 def compose():
@@ -205,30 +248,41 @@ def readme_extras():
 # -- the Dockerfile --------------------------------------------------------------------------
 
 
-def test_base_image_is_a_pinned_arg():
+def test_base_image_is_a_pinned_debian_arg():
+    """All variants start from one pinned Debian image; CUDA comes from the wheels."""
     args = global_args()
     assert "BASE_IMAGE" in args, "the base image must be a global ARG (ARG BASE_IMAGE=... before the first FROM)"
     image = args["BASE_IMAGE"]
-    name, _, tag = image.rpartition(":")
-    assert name == "nvidia/cuda", image
-    assert re.fullmatch(r"\d+\.\d+\.\d+-base-ubuntu\d+\.\d+", tag), (
-        f"tag {tag!r} is not a pinned x.y.z `base` tag: torch, DALI and CuPy bring their CUDA libraries as "
-        "wheels, and a `runtime` base would carry them twice")
-    assert tag.split(".")[0] == "13", "the default image is the CUDA 13 line (the cuda13 extra)"
+    assert re.fullmatch(r"debian:[a-z]+-\d{8}-slim", image), f"{image} is not a dated (pinned) Debian slim tag"
+    assert stage("deps")[0]["value"].split()[0] == "${BASE_IMAGE}"
+    assert args.get("CUDA_EXTRA") == "cuda13", "the default image is the CUDA 13 line (a global ARG: the runtime's FROM reads it)"
     names = set()
     for n, instrs in stages()[1:]:
-        source = instrs[0]["value"].split()[0]
-        assert source == "${BASE_IMAGE}" or source in names, f"stage {n} starts FROM {source}"
+        source = from_source(instrs)
+        assert source in ("${BASE_IMAGE}", "env-${CUDA_EXTRA}") or source in names, f"stage {n} starts FROM {source}"
         names.add(n)
+    # the nvidia/cuda base stays possible, documented as untested: its `base` flavour, never `runtime`
+    for doc in (DOCKERFILE, ROOT / "docker" / "README.md"):
+        text = doc.read_text()
+        assert re.search(r"BASE_IMAGE=nvidia/cuda:13\.\d+\.\d+-base-ubuntu\d+\.\d+", text), f"{doc.name}: the nvidia/cuda base option"
+        assert not re.search(r"nvidia/cuda:[\d.]+-runtime", text), f"{doc.name} names a `runtime` base"
+        assert "untested" in text, f"{doc.name}: say the nvidia/cuda base is untested here"
 
 
-def test_stages_deps_wheel_runtime():
+def test_stages_deps_wheel_env_runtime():
     names = [n for n, _ in stages()[1:]]
-    assert names == ["deps", "wheel", "runtime"], names
-    assert stage("wheel")[0]["value"].split()[0] == "deps"
+    assert names == ["deps", "wheel", "env-cpu", "env-cuda13", "env-cuda12", "runtime"], names
+    assert sorted(lines()) == ["cpu", "cuda12", "cuda13"]
+    assert set(lines()) <= set(pyproject()["project"]["optional-dependencies"]), "an env-<line> stage without its extra"
+    assert from_source(stage("wheel")) == "deps"
     # the runtime is the deps stage plus small layers: the dependencies are one shared layer,
-    # not a copy that every rebuild checksums and that is stored twice
-    assert final_stage()[0]["value"].split()[0] == "deps"
+    # not a copy that every rebuild checksums and that is stored twice; env-<line> adds metadata only
+    assert from_source(final_stage()) == "env-${CUDA_EXTRA}"
+    for line in lines():
+        env_stage = stage(f"env-{line}")
+        assert from_source(env_stage) == "deps"
+        assert {i["instruction"] for i in env_stage[1:]} <= {"ENV"}, f"env-{line} adds a layer"
+        assert stage_chain(line)[0] == stage("deps")
     runs = " ".join(i["value"] for i in stage("deps") + final_stage() if i["instruction"] == "RUN")
     for tool in ("build-essential", "gcc", "g++", "python3-dev", "python3-pip", "git ", "cmake"):
         assert tool not in runs, f"the image installs {tool.strip()}"
@@ -255,11 +309,12 @@ def test_debian_frontend_is_not_left_in_the_image():
 def test_dependencies_layer_comes_before_the_source():
     deps = stage("deps")
     kinds = [(i["instruction"], i["value"]) for i in deps]
-    install_deps = next(k for k, (ins, v) in enumerate(kinds) if ins == "RUN" and "pip install -c /src/constraints.txt -r" in v)
-    # only pyproject.toml and constraints.txt are in the image when the dependencies are installed,
-    # and the deps stage (which the runtime starts from) never sees the source
+    install_deps = next(k for k, (ins, v) in enumerate(kinds) if ins == "RUN" and "pip install -c /src/line-constraints.txt -r" in v)
+    # only the line's scripts, pyproject.toml and constraints.txt are in the image when the
+    # dependencies are installed, and the deps stage (which the runtime starts from) never sees the source
     copies = [v for ins, v in kinds if ins == "COPY"]
-    assert copies == ["pyproject.toml /src/pyproject.toml", "constraints.txt /src/constraints.txt"], copies
+    assert copies == ["docker/cuda-line.sh docker/slim_venv.py /src/docker/", "pyproject.toml /src/pyproject.toml",
+                      "constraints.txt /src/constraints.txt"], copies
     assert max(k for k, (ins, _) in enumerate(kinds) if ins == "COPY") < install_deps
     wheel = [(i["instruction"], i["value"]) for i in stage("wheel")]
     copy_source = next(k for k, (ins, v) in enumerate(wheel) if ins == "COPY" and v.split()[0] == "dali_mixup")
@@ -349,11 +404,23 @@ def test_entrypoint_and_default_command():
     assert scripts.get("dali-mixup") in {f"{m}:main" for m in CLI_MODULES}, "the console script the entry point runs"
 
 
-def test_driver_capabilities_include_video():
-    parser = dockerfile_parse.DockerfileParser(path=str(DOCKERFILE))
-    caps = parser.envs.get("NVIDIA_DRIVER_CAPABILITIES", "")  # the final stage's environment
-    assert set(caps.split(",")) >= {"compute", "utility", "video"}, caps
-    assert compose()["x-image"]["environment"]["NVIDIA_DRIVER_CAPABILITIES"] == caps
+def test_nvidia_container_toolkit_settings_per_line():
+    """The Debian base sets nothing for the NVIDIA Container Toolkit: each CUDA line's image does
+    (the GPUs, the capabilities with `video` for the hardware JPEG decoder, the driver the line
+    needs); the CPU image sets none of it."""
+    for line in lines():
+        env = image_env(line)
+        nvidia = {k: v for k, v in env.items() if k.startswith("NVIDIA_")}
+        if line == "cpu":
+            assert not nvidia, f"the CPU image sets {nvidia}"
+            continue
+        major = line[len("cuda"):]
+        assert nvidia.get("NVIDIA_VISIBLE_DEVICES") == "all", (line, nvidia)
+        caps = nvidia.get("NVIDIA_DRIVER_CAPABILITIES", "")
+        assert set(caps.split(",")) >= {"compute", "utility", "video"}, (line, caps)
+        assert compose()["x-image"]["environment"]["NVIDIA_DRIVER_CAPABILITIES"] == caps
+        require = nvidia.get("NVIDIA_REQUIRE_CUDA", "")
+        assert re.fullmatch(rf"cuda>={major}\.\d+", require), f"{line}: NVIDIA_REQUIRE_CUDA={require!r}"
 
 
 def test_ca_bundle_secret_reaches_apt_and_pip_in_every_networked_step():
@@ -372,23 +439,94 @@ def test_ca_bundle_secret_reaches_apt_and_pip_in_every_networked_step():
         assert "--secret id=ca-bundle,src=" in doc.read_text(), f"{doc.name} does not document the CA bundle secret"
 
 
-def test_cpu_variant_needs_no_cuda_and_no_cupy():
-    """CUDA_EXTRA=cpu passes the deps stage's CUDA check without CUDA_VERSION, and only CUDA variants
-    import CuPy (the runtime's import check)."""
-    guard = next(i["value"] for i in stage("deps") if i["instruction"] == "RUN" and "CUDA_VERSION" in i["value"])
-    for extra, cuda, ok in (("cpu", "", True), ("cuda13", "13.0.1", True), ("cuda12", "12.8.1", True),
-                            ("cuda13", "12.8.1", False), ("cuda13", "", False), ("cuda", "", False)):
-        env = {"PATH": "/usr/bin:/bin", "CUDA_EXTRA": extra}
-        if cuda:
-            env["CUDA_VERSION"] = cuda
-        proc = subprocess.run(["sh", "-c", guard], env=env, capture_output=True, text=True)
-        assert (proc.returncode == 0) == ok, (extra, cuda, proc.stderr)
-        if not ok:
-            assert proc.stderr.startswith(f"CUDA_EXTRA={extra} does not match the base image"), proc.stderr
+def test_cuda_line_is_checked_before_any_download_and_after_the_install():
+    deps = stage("deps")
+    runs = [i["value"] for i in deps if i["instruction"] == "RUN"]
+    assert runs[0] == "sh /src/docker/cuda-line.sh args", "the build arguments are checked first, before apt and pip"
+    declared = [i["value"].split("=")[0] for i in deps[: [i["value"] for i in deps].index(runs[0])] if i["instruction"] == "ARG"]
+    assert {"CUDA_EXTRA", "TORCH_INDEX_URL"} <= set(declared), f"the check sees only the ARGs declared before it: {declared}"
+    install = next(v for v in runs if "pip install -c /src/line-constraints.txt -r" in v)
+    steps = [c.strip() for c in install.split("&&")]
+    assert steps.index("sh /src/docker/cuda-line.sh torch") > steps.index("pip check"), "torch's CUDA is checked once installed"
+    assert steps[-1] == "python3 /src/docker/slim_venv.py /opt/venv", "the venv is slimmed in the layer that installs it"
+    requirements = next(v for v in runs if "tomllib" in v)
+    assert "sh /src/docker/cuda-line.sh constraints < /src/constraints.txt > /src/line-constraints.txt" in requirements
     runtime_runs = " ".join(i["value"] for i in final_stage() if i["instruction"] == "RUN")
     assert re.search(r'if \[ "\$\{CUDA_EXTRA\}" != cpu \]; then python3 -c "import cupy', runtime_runs)
-    assert "cpu" in pyproject()["project"]["optional-dependencies"]
     assert not any(r.startswith("cupy") for r in pyproject()["project"]["optional-dependencies"]["cpu"])
+
+
+CU130, CU128, CPU_INDEX = (f"https://download.pytorch.org/whl/{t}" for t in ("cu130", "cu128/", "cpu"))
+
+
+@pytest.mark.parametrize("extra, cuda_version, index, error", [
+    ("cuda13", None, CU130, None),
+    ("cuda13", None, "https://pypi.org/simple", None),  # torch's line is checked after the install
+    ("cuda12", None, CU128, None),
+    ("cpu", None, CPU_INDEX, None),
+    ("cpu", None, "https://pypi.org/simple", None),
+    ("cpu", "13.0.1", CU130, None),
+    ("cuda13", "13.0.1", CU130, None),  # an nvidia/cuda base of the same line
+    ("cuda12", "12.8.1", CU128, None),
+    ("cuda12", None, CU130, "CUDA_EXTRA=cuda12 does not match TORCH_INDEX_URL"),
+    ("cuda13", None, CU128, "CUDA_EXTRA=cuda13 does not match TORCH_INDEX_URL"),
+    ("cuda13", None, CPU_INDEX, "CUDA_EXTRA=cuda13 does not match TORCH_INDEX_URL"),
+    ("cuda13", "12.8.1", CU130, "CUDA_EXTRA=cuda13 does not match the base image (CUDA_VERSION=12.8.1)"),
+    ("cuda12", "13.0.1", "https://pypi.org/simple", "CUDA_EXTRA=cuda12 does not match the base image"),
+    ("cuda14", None, CU130, "CUDA_EXTRA=cuda14 is not a line of this image"),
+    ("cuda", None, CU130, "CUDA_EXTRA=cuda is not a line of this image"),
+    ("", None, CU130, "CUDA_EXTRA=(unset) is not a line of this image"),
+])
+def test_cuda_line_args(extra, cuda_version, index, error):
+    env = {"CUDA_EXTRA": extra, "TORCH_INDEX_URL": index}
+    if cuda_version:
+        env["CUDA_VERSION"] = cuda_version
+    proc = cuda_line("args", env)
+    if error is None:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"CUDA line: {extra}"), proc.stdout
+    else:
+        assert proc.returncode == 1 and proc.stderr.startswith(error), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, "one line"
+
+
+@pytest.mark.parametrize("extra, built, ok", [
+    ("cuda13", "13.0", True), ("cuda12", "12.8", True), ("cpu", None, True), ("cpu", "13.0", True),
+    ("cuda12", "13.0", False), ("cuda13", "12.8", False), ("cuda13", None, False),
+])
+def test_cuda_line_torch(tmp_path, extra, built, ok):
+    """After the install, torch (here a stand-in module) must be built for the line's CUDA major."""
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        f"__version__ = '2.14.1+{'cu' + built.replace('.', '') if built else 'cpu'}'\n"
+        f"class version:\n    cuda = {built!r}\n")
+    proc = cuda_line("torch", {"CUDA_EXTRA": extra, "PYTHONPATH": str(tmp_path)})
+    assert (proc.returncode == 0) == ok, proc.stderr
+    if not ok:
+        assert proc.stderr.startswith(f"CUDA_EXTRA={extra} does not match torch 2.14.1"), proc.stderr
+        assert "download.pytorch.org/whl/cu1" in proc.stderr
+
+
+def test_cuda_line_constraints():
+    """cuda13 and cpu install the tests' pins; cuda12 the same DALI and CuPy versions for CUDA 12,
+    and no pin of a CUDA 13 component."""
+    text = CONSTRAINTS.read_text()
+    for extra in ("cuda13", "cpu"):
+        assert cuda_line("constraints", {"CUDA_EXTRA": extra}, stdin=text).stdout == text
+    proc = cuda_line("constraints", {"CUDA_EXTRA": "cuda12"}, stdin=text)
+    assert proc.returncode == 0, proc.stderr
+    pins, out = constraints(), {}
+    for line in proc.stdout.splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            out[re.sub(r"[-_.]+", "-", name).lower()] = version
+    assert out["nvidia-dali-cuda120"] == pins["nvidia-dali-cuda130"]
+    assert out["cupy-cuda12x"] == pins["cupy-cuda13x"]
+    dropped = {n for n in pins if n.startswith("nvidia-") or n in ("cuda-toolkit", "cuda-bindings", "cupy-cuda13x")}
+    assert not dropped & set(out), sorted(dropped & set(out))
+    assert {n: v for n, v in pins.items() if n not in dropped} == {n: v for n, v in out.items() if n not in ("nvidia-dali-cuda120", "cupy-cuda12x")}
+    assert proc.stdout.startswith("#"), "the header comment stays"
 
 
 def test_copy_sources_exist():
@@ -432,11 +570,11 @@ def test_dockerignore_matcher_follows_docker_rules():
 def test_image_extras_exist_in_pyproject_and_match_the_cuda_line():
     builder = arg_defaults(stage("deps"))
     extras = pyproject()["project"]["optional-dependencies"]
-    cuda_extra, more = builder["CUDA_EXTRA"], [e for e in builder["EXTRAS"].split(",") if e]
+    cuda_extra, more = global_args()["CUDA_EXTRA"], [e for e in builder["EXTRAS"].split(",") if e]
     for e in [cuda_extra, *more]:
         assert e in extras, f"the Dockerfile installs extra {e!r}, which pyproject.toml does not define"
-    major = global_args()["BASE_IMAGE"].rsplit(":", 1)[1].split(".")[0]
-    assert cuda_extra == f"cuda{major}", f"{cuda_extra} with a CUDA {major} base image"
+    major = cuda_extra[len("cuda"):]
+    assert major.isdigit(), cuda_extra
     assert any(r.startswith(f"nvidia-dali-cuda{major}") for r in extras[cuda_extra])
     assert any(r.startswith(f"cupy-cuda{major}") for r in extras[cuda_extra])
     assert builder["TORCH_INDEX_URL"].rstrip("/").endswith(f"/cu{major}0")
@@ -449,7 +587,7 @@ def test_requirements_step_installs_exactly_the_extras(tmp_path):
     command = run.split(" > /src/requirements.txt")[0]
     assert command.startswith("python3 -c "), command
     command = command.replace("/src/pyproject.toml", str(ROOT / "pyproject.toml")).replace("python3", shlex.quote(sys.executable), 1)
-    builder = arg_defaults(stage("deps"))
+    builder = {**arg_defaults(stage("deps")), "CUDA_EXTRA": global_args()["CUDA_EXTRA"]}
     env = {"CUDA_EXTRA": builder["CUDA_EXTRA"], "EXTRAS": builder["EXTRAS"], "PATH": "/usr/bin:/bin"}
     out = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, check=True).stdout.split("\n")
     project = pyproject()["project"]
@@ -465,18 +603,30 @@ def test_readme_documents_the_extras_the_image_installs():
     assert documented, "the README documents no `pip install \"dali-mixup[...]\"` command"
     assert documented <= extras, f"the README documents extras pyproject.toml lacks: {sorted(documented - extras)}"
     builder = arg_defaults(stage("deps"))
-    image = {builder["CUDA_EXTRA"], *[e for e in builder["EXTRAS"].split(",") if e]}
+    image = {global_args()["CUDA_EXTRA"], *[e for e in builder["EXTRAS"].split(",") if e]}
     assert image <= documented, f"the image installs extras the README does not document: {sorted(image - documented)}"
     assert {"cuda12", "cuda13"} <= documented, "both CUDA lines (the image's build argument) are documented"
 
 
 def test_cuda12_variant_in_docker_readme_is_consistent():
     text = (ROOT / "docker" / "README.md").read_text()
-    m = re.search(r"BASE_IMAGE=(nvidia/cuda:(\d+)\.\d+\.\d+-base-ubuntu[\d.]+)", text)
-    assert m and m.group(2) == "12", "docker/README.md shows the CUDA 12 build argument"
-    assert "CUDA_EXTRA=cuda12" in text and "whl/cu12" in text
+    assert "CUDA_EXTRA=cuda12" in text and "whl/cu128" in text
+    m = re.search(r"BASE_IMAGE=(nvidia/cuda:(\d+)\.\d+\.\d+-base-ubuntu[\d.]+)[^\n]*\n[^\n]*CUDA_EXTRA=cuda(\d+)", text)
+    assert m and m.group(2) == m.group(3), "docker/README.md pairs an nvidia/cuda base with the extra of its line"
     assert "cuda12" in pyproject()["project"]["optional-dependencies"]
     assert re.search(r"docker run\b[^\n]*--gpus all", text), "docker/README.md shows `docker run --gpus all`"
+
+
+def test_docker_check_builds_both_variants_and_checks_the_cuda_image():
+    """`make docker-check` (too heavy for CI) covers what docker/README.md says it does."""
+    check = (ROOT / "docker" / "check.sh").read_text()
+    assert 'CUDA_ARGS=(--build-arg BASE_IMAGE="$BASE" --build-arg CUDA_EXTRA=cuda13' in check
+    assert "--build-arg CUDA_EXTRA=cpu" in check, "CUDA_EXTRA given explicitly (buildah 1.28 and the env-<line> stage)"
+    for needle in ("docker/nvrtc_check.py", "docker/cuda_libs.py --loaded", "doctor --device gpu",
+                   "cuda-line.sh torch", "NVIDIA_REQUIRE_CUDA=cuda>=13.0"):
+        assert needle in check, needle
+    for script in ("nvrtc_check.py", "cuda_libs.py"):
+        assert (ROOT / "docker" / script).is_file()
 
 
 # -- compose ---------------------------------------------------------------------------------
@@ -550,3 +700,130 @@ def test_compose_builds_this_dockerfile_with_matching_args():
         assert default, f"{key}: {build_args[key]}"
         dockerfile_default = global_args().get(key) or arg_defaults(stage("deps")).get(key)
         assert default.group(1) == dockerfile_default, f"compose's default {key} differs from the Dockerfile's"
+
+
+# -- the image's virtual environment: what slim_venv.py removes, what cuda_libs.py reports -----
+
+
+def _docker_module(name):
+    spec = importlib.util.spec_from_file_location(f"docker_{name}", ROOT / "docker" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _lib_tree(root):
+    """A site-packages in miniature: triton's CUPTI as three identical files plus its static archive,
+    NVRTC and its alt build, CUDA's archives, and the same bytes in another folder."""
+    blob = bytes(range(256)) * 512  # 128 KiB, above slim_venv.MIN_COPY_BYTES
+    files = {
+        "triton/backends/nvidia/lib/cupti/libcupti.so": blob,
+        "triton/backends/nvidia/lib/cupti/libcupti.so.12": blob,
+        "triton/backends/nvidia/lib/cupti/libcupti.so.2025.1.1": blob,
+        "triton/backends/nvidia/lib/cupti/libnvperf_host.so": blob[::-1],
+        "triton/backends/nvidia/lib/cupti/libcupti_static.a": b"!<arch>\n" + blob,
+        "nvidia/cu13/lib/libcupti.so.13": blob,  # same bytes, another folder: kept
+        "nvidia/cu13/lib/libnvrtc.so.13": blob[1:],
+        "nvidia/cu13/lib/libnvrtc.alt.so.13": blob[2:],
+        "nvidia/cu13/lib/libnvrtc-builtins.alt.so.13.0": b"x" * 1000,
+        "nvidia/cu13/lib/libcudart_static.a": b"!<arch>\n",
+        "nvidia/cu13/lib/libcudadevrt.a": b"!<arch>\n",
+        "nvidia/cu13/lib/libtiny.so.1": b"tiny",
+        "nvidia/cu13/lib/libtiny.so": b"tiny",  # identical but small: left alone
+        "torchvision.libs/libnvjpeg.36e11081.so.13": blob[3:],
+        "nvidia/cu13/lib/libnvjpeg.so.13": blob[4:],
+    }
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return blob
+
+
+def test_slim_venv_removes_what_nothing_loads_and_links_identical_copies(tmp_path):
+    blob = _lib_tree(tmp_path)
+    proc = subprocess.run([sys.executable, str(ROOT / "docker" / "slim_venv.py"), str(tmp_path)],
+                          capture_output=True, text=True, check=True)
+    cupti = tmp_path / "triton/backends/nvidia/lib/cupti"
+    lib = tmp_path / "nvidia/cu13/lib"
+    gone = [cupti / "libcupti_static.a", lib / "libcudart_static.a", lib / "libnvrtc.alt.so.13",
+            lib / "libnvrtc-builtins.alt.so.13.0"]
+    assert not any(p.exists() or p.is_symlink() for p in gone), proc.stdout
+    for name in ("libcupti.so", "libcupti.so.12"):
+        assert (cupti / name).is_symlink() and (cupti / name).readlink() == pathlib.Path("libcupti.so.2025.1.1")
+        assert (cupti / name).read_bytes() == blob
+    assert not (cupti / "libcupti.so.2025.1.1").is_symlink()
+    kept = [cupti / "libnvperf_host.so", lib / "libcupti.so.13", lib / "libnvrtc.so.13", lib / "libcudadevrt.a",
+            lib / "libtiny.so", lib / "libtiny.so.1", tmp_path / "torchvision.libs/libnvjpeg.36e11081.so.13"]
+    assert all(p.is_file() and not p.is_symlink() for p in kept)
+    assert proc.stdout.splitlines()[-1].startswith("slim_venv: 4 unused files"), proc.stdout
+    assert "2 identical copies linked" in proc.stdout
+    again = subprocess.run([sys.executable, str(ROOT / "docker" / "slim_venv.py"), str(tmp_path)],
+                           capture_output=True, text=True, check=True)
+    assert again.stdout.strip() == "slim_venv: 0 unused files, 0.0 MB; 0 identical copies linked, 0.0 MB"
+
+
+@pytest.mark.parametrize("filename, expected", [
+    ("libnvrtc.so.13", ("libnvrtc", "")),
+    ("libnvrtc.alt.so.13", ("libnvrtc", "alt")),
+    ("libnvrtc-builtins.alt.so.13.0", ("libnvrtc-builtins", "alt")),
+    ("libnvjpeg.36e11081.so.13", ("libnvjpeg", "")),
+    ("libcvcuda-90d2d242.so.0", ("libcvcuda", "")),
+    ("libcupti.so.2025.1.1", ("libcupti", "")),
+    ("libcudnn_ops.so.9", ("libcudnn_ops", "")),
+    ("libcupti_static.a", ("libcupti_static.a", "static")),
+])
+def test_cuda_libs_names_a_library_across_packages(filename, expected):
+    assert _docker_module("cuda_libs").library_name(filename) == expected
+
+
+def test_cuda_libs_lists_sizes_and_libraries_present_twice(tmp_path):
+    _lib_tree(tmp_path)
+    cupti = tmp_path / "triton/backends/nvidia/lib/cupti"
+    (cupti / "libcupti.so").unlink()
+    (cupti / "libcupti.so").symlink_to("libcupti.so.2025.1.1")  # a link counts once
+    (tmp_path / "nvidia/cu13/lib/libtiny.so").unlink()
+    out = tmp_path / "libs.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "docker" / "cuda_libs.py"), "--json", str(out), str(tmp_path)],
+                          capture_output=True, text=True, check=True)
+    report = json.loads(out.read_text())
+    paths = {pathlib.Path(f["path"]).relative_to(tmp_path).as_posix() for f in report["files"]}
+    assert "triton/backends/nvidia/lib/cupti/libcupti.so" not in paths and "nvidia/cu13/lib/libtiny.so.1" not in paths
+    dups = {d["library"]: d for d in report["duplicates"]}
+    assert set(dups) == {"libcupti", "libnvrtc", "libnvjpeg"}, sorted(dups)
+    assert len(dups["libcupti"]["copies"]) == 3 and dups["libcupti"]["identical"]  # the fixture's bytes
+    assert {f["flavour"] for f in dups["libnvrtc"]["copies"]} == {"", "alt"}
+    assert {f["package"] for f in dups["libnvjpeg"]["copies"]} == {"nvidia/cu13", "torchvision.libs"}
+    assert "present more than once: 3 libraries" in proc.stdout
+    assert re.search(r"^CUDA library files: 12, ", proc.stdout), proc.stdout.splitlines()[0]
+
+
+# -- a real build, opt-in: buildah and the local base image of `make docker-check` ------------
+
+
+def _buildah_reason():
+    import os
+    import shutil
+
+    if os.environ.get("DALI_MIXUP_BUILDAH") != "1":
+        return "set DALI_MIXUP_BUILDAH=1 to run buildah here (root; the base image `make docker-check` makes)"
+    if shutil.which("buildah") is None or shutil.which("podman") is None:
+        return "buildah and podman are not installed (make docker-check installs them)"
+    if subprocess.run(["podman", "image", "exists", "localhost/dali-mixup-base:bookworm"]).returncode != 0:
+        return "no localhost/dali-mixup-base:bookworm: run `make docker-check` once"
+    return None
+
+
+@pytest.mark.skipif(_buildah_reason() is not None, reason=str(_buildah_reason()))
+def test_buildah_stops_a_mismatched_line_before_any_download(tmp_path):
+    """The deps stage built for real: CUDA_EXTRA=cuda12 with the CUDA 13 index stops at
+    `cuda-line.sh args`, the first RUN (seconds, nothing downloaded)."""
+    proc = subprocess.run(
+        ["buildah", "bud", "--isolation", "chroot", "--layers", "--force-rm", "--target", "deps",
+         "--build-arg", "BASE_IMAGE=localhost/dali-mixup-base:bookworm", "--build-arg", "CUDA_EXTRA=cuda12",
+         "--build-arg", "TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130", "-f", str(DOCKERFILE), str(ROOT)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    steps = re.findall(r"^STEP \d+/\d+: (.*)$", proc.stdout, re.M)
+    assert steps and steps[-1] == "RUN sh /src/docker/cuda-line.sh args", steps
+    assert "CUDA_EXTRA=cuda12 does not match TORCH_INDEX_URL" in proc.stdout + proc.stderr
