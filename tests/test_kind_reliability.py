@@ -420,11 +420,11 @@ TRUNCATE = """
 import os, sys
 import numpy as np
 from dali_mixup import BadDataError, build_loader
-root, victim = sys.argv[1], sys.argv[2]
+root, victim, cut, mmap = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "mmap"
 loader = build_loader("volume", root=root, batch_size=2, crop=(8, 8, 8), device="cpu", num_threads=1,
-                      shuffle=False)
+                      shuffle=False, mmap=mmap)
 with open(victim, "r+b") as f:
-    f.truncate(os.path.getsize(victim) - 60000)  # whole pages gone (a mapped read of them: SIGBUS)
+    f.truncate(os.path.getsize(victim) - cut)
 try:
     for _ in range(2):  # the first batches may have been read before the truncation
         for _ in loader:
@@ -436,8 +436,11 @@ else:
 """
 
 
-def test_case21_volume_truncated_after_the_scan_named_at_the_batch(tmp_path):
-    """In a process of its own: a mapped read of the truncated pages would kill it (SIGBUS)."""
+@pytest.mark.parametrize("cut, mmap", [(72, "mmap"), (60000, "read")], ids=["in-last-page-mmap", "pages-read"])
+def test_case21_volume_truncated_after_the_scan_named_at_the_batch(tmp_path, cut, mmap):
+    """In a process of its own: a mapped read of whole truncated pages would kill it (SIGBUS), so
+    the pages case reads with ``mmap=False``; a cut inside the last page (18 voxels, the issue's
+    494 of 512) is served zero-filled by the default mapped read and named at the batch."""
     import subprocess
     import sys
 
@@ -447,8 +450,8 @@ def test_case21_volume_truncated_after_the_scan_named_at_the_batch(tmp_path):
         (root / f"c{i}").mkdir(parents=True)
         files.append(str(root / f"c{i}" / "v.npy"))
         np.save(files[-1], np.ones((1, 32, 32, 32), np.float32))  # 128 KiB
-    run = subprocess.run([sys.executable, "-c", TRUNCATE, str(root), files[2]], capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run([sys.executable, "-c", TRUNCATE, str(root), files[2], str(cut), mmap], capture_output=True,
+                         text=True, timeout=300)
     assert run.returncode == 0, f"exit {run.returncode}:\n{run.stdout}\n{run.stderr[-2000:]}"
     assert run.stdout.startswith("BadDataError:"), run.stdout
     assert files[2] in run.stdout and "truncated" in run.stdout, run.stdout
