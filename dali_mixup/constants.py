@@ -7,3 +7,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 READER_NAME = "Reader"
 #: batches DALI prepares ahead, by default
 PREFETCH_QUEUE_DEPTH = 2
+#: the image extensions ``fn.readers.file(file_root=...)`` picks up by default (its
+#: ``file_filters``, audio left out); DALI matches them case-insensitively
+DALI_IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pnm", ".ppm", ".pgm", ".pbm", ".jp2", ".webp",
+)

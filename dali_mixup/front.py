@@ -92,7 +92,7 @@ def build_loader(kind: str, **options):
     return build(spec, k)
 
 
-def build(spec, kind: Optional[Kind] = None):
+def build(spec, kind: Kind):
     """The pipeline and the iterator of a resolved spec."""
     from nvidia.dali import pipeline_def
 
@@ -100,7 +100,7 @@ def build(spec, kind: Optional[Kind] = None):
     from .iterator import DALIMixupIterator
 
     opts: LoaderOptions = spec.options
-    check_shard_count(opts, spec.num_samples, kind.samples if kind is not None else "samples")
+    check_shard_count(opts, spec.num_samples, kind.samples)
     fields = spec.fields()
     names = list(fields)
 
@@ -116,7 +116,7 @@ def build(spec, kind: Optional[Kind] = None):
         return pipe(checkpoint=checkpoint, batch_size=spec.batch_size, num_threads=opts.num_threads,
                     device_id=opts.dali_device_id, seed=opts.seed, prefetch_queue_depth=opts.prefetch_queue_depth)
 
-    config = {"kind": kind.name if kind is not None else type(spec).__name__, **spec.config()}
+    config = {"kind": kind.name, **spec.config()}
     it = DALIMixupIterator(
         make_pipeline(), reader_name=READER_NAME, auto_reset=opts.auto_reset,
         last_batch_policy=opts.last_batch_policy.dali(), dynamic_shape=getattr(spec, "dynamic_shape", False),

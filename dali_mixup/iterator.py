@@ -32,7 +32,7 @@ from .fields import BatchMixer, Blend, LabelEncoding, Rule, SoftTarget
 from .mix import IMAGE_DTYPES
 from .sampler import MixupSampler
 from .state import StateError
-from .scan import BadDataError, DataError
+from .scan import BadDataError, DataError, error_cause
 
 __all__ = ["BadDataError", "DALIMixupIterator", "LastBatchPolicy", "StateError"]
 
@@ -296,7 +296,7 @@ class DALIMixupIterator(DALIGenericIterator):
                              f"seed={self._seed}; build it with seed={st.seed}")
         samplers = []
         for i, saved in enumerate(st.samplers):  # restored aside first: a damaged entry changes nothing
-            sampler = MixupSampler(st.mixup or self._mixup, 0)
+            sampler = MixupSampler(st.mixup or self._mixup, 0, prefetch=False)
             try:
                 sampler.load_state_dict(saved)
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
@@ -311,8 +311,7 @@ class DALIMixupIterator(DALIGenericIterator):
                     pipe.build()  # DALI restores the checkpoint here
                 except RuntimeError as e:
                     raise StateError(f"load_state_dict: the state is damaged or does not fit this pipeline: DALI "
-                                     f"cannot restore checkpoint {i}: {str(e).strip().splitlines()[0] if str(e).strip() else e}"
-                                     ) from None
+                                     f"cannot restore checkpoint {i}: {error_cause(e)}") from None
                 pipes.append(pipe)
             self._pipes = None  # drop the old pipelines (and their threads) before the new ones start
             self._attach(pipes if len(pipes) > 1 else pipes[0])

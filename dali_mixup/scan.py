@@ -271,6 +271,13 @@ class BadDataError(DataError, RuntimeError):
     The iterator that raised it is dead: every later ``next()`` raises it again."""
 
 
+def error_cause(error: BaseException) -> str:
+    """The first line of an exception's message (DALI's errors run to a stack of lines), or its
+    type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def bad_data_error(cause: str, findings: Sequence[str], found_what: str, none_found: str,
                    skip_hint: bool = True) -> BadDataError:
     """The one message of every ``BadDataError``: DALI's ``cause``, then what a scan found

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 from .checks import warn_user
-from .kinds.image_scan import DALI_IMAGE_EXTENSIONS
+from .constants import DALI_IMAGE_EXTENSIONS
 
 # torchvision's IMG_EXTENSIONS and what DALI's file reader picks up (adds .pnm, .pbm, .jp2)
 IMG_EXTENSIONS = tuple(sorted({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
@@ -68,6 +68,22 @@ class Source:
         return len(self.files)
 
 
+def numbered_classes(n: int) -> Tuple[str, ...]:
+    """Class names of a source whose labels are class ids: ``("0", "1", ..., str(n - 1))``."""
+    return tuple(str(i) for i in range(n))
+
+
+def utf8_path(path: str, where: str) -> str:
+    """``path``, refused (naming ``where``) when its name is not UTF-8: DALI's readers take UTF-8
+    paths and fail on another byte with a message that names no file."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: the file name {os.fsencode(path)!r} is not UTF-8; DALI's readers take UTF-8 "
+                         "paths: rename it") from None
+    return path
+
+
 def _walk_class(root: str, top: str, seen: set, extensions: Tuple[str, ...]) -> Tuple[list, list]:
     """Files with ``extensions`` under the class folder ``top``, following symbolic links but visiting each
     real directory once per data set (a loop such as ``self -> .`` or ``up -> ..`` would
@@ -94,12 +110,7 @@ def _walk_class(root: str, top: str, seen: set, extensions: Tuple[str, ...]) -> 
             if e.is_dir():  # follows links
                 subdirs.append(e.path)
             elif e.name.lower().endswith(extensions):
-                try:
-                    e.path.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise ValueError(f"root: {root!r}: the file name {os.fsencode(e.path)!r} is not UTF-8; DALI's "
-                                     "readers take UTF-8 paths: rename it") from None
-                files.append(e.path)
+                files.append(utf8_path(e.path, f"root: {root!r}"))
         stack.extend(reversed(subdirs))
     return files, loops
 
@@ -207,9 +218,9 @@ def parse_file_list(path: str, *, multi_label: bool = False, allow_repeats: bool
         for t in tokens:
             if not _INT.fullmatch(t):
                 raise ValueError(f"file_list: {path}:{lineno}: label {t!r} is not an integer")
-            if int(t) < 0:
-                raise ValueError(f"file_list: {path}:{lineno}: label {int(t)} is negative")
-            if len(t) > 9 or int(t) >= MAX_CLASSES:
+            if t.startswith("-") and t.strip("-0"):
+                raise ValueError(f"file_list: {path}:{lineno}: label {t} is negative")
+            if len(t.lstrip("+")) > 9 or int(t) >= MAX_CLASSES:  # the length first: int() of 5000 digits fails
                 raise ValueError(f"file_list: {path}:{lineno}: label {t} is not a plausible class id "
                                  f"(>= {MAX_CLASSES}); a typo?")
         labels = tuple(sorted({int(t) for t in tokens}))
@@ -247,7 +258,7 @@ def list_source(path: str, *, allow_repeats: bool = False, not_a_list: Tuple[Tup
     ``"0" .. str(max label)``."""
     files, sets = parse_file_list(path, allow_repeats=allow_repeats, not_a_list=not_a_list)
     labels = tuple(s[0] for s in sets)
-    return Source(SourceKind.FILE_LIST, files, labels, tuple(str(i) for i in range(max(labels) + 1)))
+    return Source(SourceKind.FILE_LIST, files, labels, numbered_classes(max(labels) + 1))
 
 
 def _shard_paths(shards) -> Tuple[str, ...]:
@@ -356,4 +367,4 @@ def resolve_source(root: Optional[PathLike] = None, file_list: Optional[PathLike
     n, samples = scan_shard_classes(paths, num_classes)  # checks each tar, and each label against num_classes
     if num_classes is not None:
         n = num_classes
-    return Source(SourceKind.WEBDATASET, classes=tuple(str(i) for i in range(n)), shards=paths, shard_samples=samples)
+    return Source(SourceKind.WEBDATASET, classes=numbered_classes(n), shards=paths, shard_samples=samples)

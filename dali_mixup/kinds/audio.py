@@ -37,7 +37,7 @@ then names the file. A float WAV can hold NaN or inf samples, which mixing would
 partner's clip (and ``to_decibels`` would turn into flat silence): ``check_values=True`` reads
 every float WAV in full up front and refuses (or skips) them; without it each batch is checked
 (the sum of every served window, computed in the pipeline on the CPU: no device sync) and a
-non-finite clip is a ``BadDataError`` naming the file.
+non-finite clip is a ``BadDataError`` naming the file (found then by a value scan).
 
 Example:
     >>> loader = create_audio_loader("clips/", batch_size=32, sample_rate=16000, duration=1.0,
@@ -66,10 +66,10 @@ import torch
 from ..checks import check_bool, check_choice, check_int, check_num_classes, check_real, resolve_num_classes
 from ..config import MixupConfig
 from ..constants import PREFETCH_QUEUE_DEPTH, READER_NAME
-from ..fields import Blend, Consumed, JointRule, Rule, SoftTarget
+from ..fields import Blend, Rule, SoftTarget
 from ..front import Kind, build_loader
 from ..options import LoaderOptions
-from ..sources import Source, SourceKind, folder_source, parse_file_list
+from ..sources import Source, SourceKind, folder_source, numbered_classes, parse_file_list
 from ..scan import (BadDataError, Problem, ProblemKind, _text_reason, bad_data_error, filter_paths, scan_path,
                    scan_paths)
 
@@ -335,18 +335,14 @@ class MultiHotTarget(Rule):
 
 
 @dataclass(frozen=True)
-class FiniteClips(JointRule):
+class FiniteClips(Rule):
     """The batch's check for non-finite samples: the field holds each served window's sum ``(N,)``
-    (computed by the pipeline on the CPU, so the check needs no device sync), ``paths`` the field
-    of the reader's ``source_info`` (each clip's path, zero-padded bytes ``(N, L)``). A NaN or inf
-    sum is a ``BadDataError`` naming the clip's file; no output of its own.
+    (computed by the pipeline on the CPU, so the check needs no device sync). A NaN or inf sum is
+    a ``BadDataError`` naming the files that hold NaN or inf samples: a value scan of ``files``
+    (``scan_audio_files(check_values=True)``), run on that failure only. No output of its own.
     """
 
-    paths: str = "clip_path"
-
-    @property
-    def inputs(self):
-        return (self.paths,)
+    files: Tuple[str, ...] = field(default=(), hash=False, compare=False)
 
     def outputs(self, name):
         return ()
@@ -357,16 +353,14 @@ class FiniteClips(JointRule):
                              f"{tuple(value.shape)}")
         return value.reshape(-1)
 
-    def apply_joint(self, name, values, params):
-        bad = ~torch.isfinite(values[name])
-        if bool(bad.any()):
-            rows = values[self.paths].cpu().numpy().reshape(bad.shape[0], -1)[bad.numpy()]
-            paths = sorted({os.fsdecode(bytes(r).rstrip(b"\x00")) for r in rows})
-            raise BadDataError(
-                f"{', '.join(paths)}: holds NaN or inf samples (in the window served); mixed, it would spread to its "
-                "partner's clip. Build the loader with check_values=True to find such files up front (with "
-                "on_error='skip' to leave them out).")
-        return {}
+    def apply(self, name, value, params):
+        if bool(torch.isfinite(value).all()):
+            return {}
+        found = [str(p) for p in scan_audio_files(self.files, check_values=True)]
+        raise bad_data_error("a served clip holds NaN or inf samples; mixed, they would spread to its partner's "
+                             "clip. Build the loader with check_values=True to find such files up front (with "
+                             "on_error='skip' to leave them out)", found, "Files holding NaN or inf",
+                             "The value scan finds no such file.", skip_hint=False)
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -389,7 +383,7 @@ def resolve_audio_source(root=None, file_list=None, *, multi_label: bool = False
         return folder_source(os.fspath(root), extensions=AUDIO_EXTENSIONS), None
     files, sets = parse_file_list(os.fspath(file_list), multi_label=multi_label, allow_repeats=allow_repeats,
                                   not_a_list=(AUDIO_EXTENSIONS, "an audio clip"))
-    classes = tuple(str(i) for i in range(max(max(s) for s in sets) + 1))
+    classes = numbered_classes(max(max(s) for s in sets) + 1)
     if multi_label:  # the reader's labels are the clips' indices, the MultiHotTarget's keys
         return Source(SourceKind.FILE_LIST, files, tuple(range(len(files))), classes), sets
     return Source(SourceKind.FILE_LIST, files, tuple(s[0] for s in sets), classes), None
@@ -595,9 +589,8 @@ def _audio_pipeline(source: Source, device: str = "cpu", sample_rate: int = 1600
                     num_shards: int = 1, check: bool = False):
     """``(out, labels)``: ``out`` is the ``(L,)`` waveform, or its ``(n_mels, frames)`` log-mel
     when ``features`` is given; on the GPU for ``device="gpu"`` (decoding and the crop are on the
-    CPU: DALI's audio decoder has no GPU backend). With ``check``, ``(out, labels, sums, paths)``:
-    each window's sum (a scalar, on the CPU: NaN or inf when a sample is) and the clip's path
-    (zero-padded bytes), for ``FiniteClips``."""
+    CPU: DALI's audio decoder has no GPU backend). With ``check``, ``(out, labels, sums)``: each
+    window's sum (a scalar, on the CPU: NaN or inf when a sample is), for ``FiniteClips``."""
     from nvidia.dali import fn, types
 
     common = dict(shard_id=shard_id, num_shards=num_shards, random_shuffle=train, pad_last_batch=True,
@@ -607,11 +600,7 @@ def _audio_pipeline(source: Source, device: str = "cpu", sample_rate: int = 1600
     encoded, labels = fn.readers.file(files=list(source.files), labels=list(source.labels), **common)
     audio, _ = fn.decoders.audio(encoded, sample_rate=float(sample_rate), downmix=True, dtype=types.FLOAT)
     wave = _crop(audio, num_samples, train)
-    checks = ()
-    if check:
-        longest = max(len(os.fsencode(p)) for p in source.files)
-        checks = (fn.reductions.sum(wave),
-                  fn.pad(fn.get_property(encoded, key="source_info"), fill_value=0, shape=[longest]))
+    checks = (fn.reductions.sum(wave),) if check else ()
     if device == "gpu":
         wave = wave.gpu()
     elif device != "cpu":
@@ -656,13 +645,16 @@ class AudioSpec:
         """Clips in the data set."""
         return len(self.source.files)
 
+    @property
+    def data_field(self) -> str:
+        """``"features"`` when the pipeline's log-mels are mixed, else ``"audio"`` (the waveform)."""
+        return "features" if self.features is not None and self.mix_stage is MixStage.FEATURES else "audio"
+
     def fields(self) -> Dict[str, Rule]:
-        """``{"audio" | "features": rule, "label": rule, "clip_sum": FiniteClips, "clip_path":
-        Consumed}`` (see the module docstring; the last two write no output)."""
-        if self.features is None:
-            data: Dict[str, Rule] = {"audio": Blend(layout="NCHW")}
-        elif self.mix_stage is MixStage.FEATURES:
-            data = {"features": Blend(layout="NCHW")}
+        """``{"audio" | "features": rule, "label": rule, "clip_sum": FiniteClips}`` (see the module
+        docstring; ``clip_sum`` writes no output)."""
+        if self.features is None or self.mix_stage is MixStage.FEATURES:
+            data: Dict[str, Rule] = {self.data_field: Blend(layout="NCHW")}
         else:
             data = {"audio": BlendThenLogMel(self.features)}
         if self.multi_label is not None:
@@ -671,17 +663,17 @@ class AudioSpec:
             target: Rule = MultiHotTarget(self.label_sets, self.num_classes, self.multi_label, eps)
         else:
             target = SoftTarget(self.num_classes, self.label_smoothing)
-        return {**data, "label": target, "clip_sum": FiniteClips(paths="clip_path"), "clip_path": Consumed()}
+        return {**data, "label": target, "clip_sum": FiniteClips(files=self.source.files)}
 
     def graph(self) -> Dict:
         """Read, decode, crop; log-mels in the pipeline only when they are what is mixed (or
         nothing is mixed: stage ``features``)."""
         o = self.options
-        out, labels, sums, paths = _audio_pipeline(
+        out, labels, sums = _audio_pipeline(
             self.source, device=o.device, sample_rate=self.sample_rate, num_samples=self.clip_samples,
             train=self.train, features=self.features if self.mix_stage is MixStage.FEATURES else None,
             shard_id=o.shard_id, num_shards=o.num_shards, check=True)
-        return {next(iter(self.fields())): out, "label": labels, "clip_sum": sums, "clip_path": paths}
+        return {self.data_field: out, "label": labels, "clip_sum": sums}
 
     def diagnose(self, error: BaseException) -> BadDataError:
         return diagnose_audio_error(error, self.source.files)

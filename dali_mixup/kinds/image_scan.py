@@ -25,20 +25,15 @@ import os
 import struct
 from typing import Iterable, Optional, Sequence
 
-from ..scan import (BadDataError, Identify, OnError, Problem, ProblemKind, _text_reason, bad_data_error, filter_paths,
-                   scan_path, scan_paths)
+from ..constants import DALI_IMAGE_EXTENSIONS  # noqa: F401  (part of this module's API)
+from ..scan import (BadDataError, Identify, OnError, Problem, ProblemKind, _text_reason, bad_data_error, error_cause,
+                   filter_paths, scan_path, scan_paths)
 
 __all__ = ["DALI_IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "diagnose_read_error", "diagnose_shards", "filter_files",
            "scan_file", "scan_files", "scan_shards"]
 
 #: Same limit as Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 0.25 GiB of RGB at 8 bits).
 DEFAULT_MAX_PIXELS = 89_478_485
-
-#: The image extensions ``fn.readers.file(file_root=...)`` picks up by default (its
-#: ``file_filters``, audio left out); DALI matches them case-insensitively.
-DALI_IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pnm", ".ppm", ".pgm", ".pbm", ".jp2", ".webp",
-)
 
 _HEAD = 16384  # bytes read from the start of a file in one call
 _TAIL = 4096  # bytes read from the end
@@ -421,7 +416,7 @@ def filter_files(
 def diagnose_read_error(error: BaseException, files: Sequence[str]) -> BadDataError:
     """A ``BadDataError`` for DALI's read/decode ``error`` (which does not always name the file:
     "nvImageCodec failure: '#4'"), naming the bad files a header scan of ``files`` finds."""
-    cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    cause = error_cause(error)
     return bad_data_error(cause, [str(p) for p in scan_files(files)], "Bad files in the dataset",
                           "The header scan finds no bad file, so the damage is inside an image's data.")
 

@@ -36,9 +36,9 @@ from ..constants import PREFETCH_QUEUE_DEPTH, READER_NAME
 from ..fields import Blend, SoftTarget
 from ..front import Kind, build_loader
 from ..options import LoaderOptions
-from ..sources import Source, SourceKind, folder_source, list_source
+from ..sources import Source, SourceKind, folder_source, list_source, numbered_classes, utf8_path
 from ..scan import (BadDataError, BadFilesWarning, OnError, Problem, ProblemKind, ValidationError, _describe,
-                   bad_data_error, filter_paths, scan_paths)
+                   bad_data_error, error_cause, filter_paths, scan_paths)
 
 __all__ = ["DEFAULT_MAX_VOXELS", "VolumeLabel", "VolumeSpec", "create_volume_loader", "scan_volumes",
            "volume_pipeline", "volume_source"]
@@ -183,18 +183,11 @@ def volume_source(root=None, file_list=None, files: Optional[Sequence[Tuple[str,
     for k, item in enumerate(files):
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise TypeError(f"files[{k}] must be (path, label), got {item!r}")
-        path, label = os.fspath(item[0]), check_int(f"files[{k}] label", item[1], 0)
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"files[{k}]: the file name {os.fsencode(path)!r} is not UTF-8; DALI's readers take "
-                             "UTF-8 paths: rename it") from None
-        pairs.append((path, label))
+        pairs.append((utf8_path(os.fspath(item[0]), f"files[{k}]"), check_int(f"files[{k}] label", item[1], 0)))
     if not pairs:
         raise ValueError("no volume files given")
     n = max(k for _, k in pairs) + 1
-    return Source(SourceKind.FILE_LIST, tuple(p for p, _ in pairs), tuple(k for _, k in pairs),
-                  tuple(str(k) for k in range(n)))
+    return Source(SourceKind.FILE_LIST, tuple(p for p, _ in pairs), tuple(k for _, k in pairs), numbered_classes(n))
 
 
 @dataclass(frozen=True)
@@ -323,11 +316,8 @@ class VolumeSpec:
 
     def diagnose(self, error: BaseException) -> BadDataError:
         """The volume scan over the source, naming what DALI's error came from."""
-        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         found = [str(p) for p in scan_paths(self.source.files, _npy_identify(self.max_voxels, False))]
-        found += [f"{p}: truncated after the scan" for p, want in self.sizes.items()
-                  if os.path.isfile(p) and os.path.getsize(p) < want and not any(x.startswith(p + ":") for x in found)]
-        return bad_data_error(cause, found, "Bad volume files", "The volume header scan finds no bad file.")
+        return bad_data_error(error_cause(error), found, "Bad volume files", "The volume header scan finds no bad file.")
 
     def config(self):
         return dict(crop=list(self.crop), shuffle=self.shuffle, flip=self.flip, dtype=self.dtype,
