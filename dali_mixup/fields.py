@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
@@ -37,7 +38,7 @@ from .mix import IMAGE_DTYPES, NORMALIZED_DTYPES, _targets, mix_images, normaliz
 from .sampler import MixupParams, MixupSampler
 
 __all__ = ["BatchMixer", "Blend", "Consumed", "JointRule", "Keep", "LabelEncoding", "MirrorFlags", "MissingFieldError",
-           "NormalizeBlend", "PARAM_FIELDS", "Rule", "SoftTarget", "class_indices"]
+           "NormalizeBlend", "PARAM_FIELDS", "Rule", "SoftTarget", "bind_smoothing", "class_indices"]
 
 
 class LabelEncoding(str, enum.Enum):
@@ -311,6 +312,14 @@ class Consumed(Rule):
         return {}
 
 
+def bind_smoothing(fields: Mapping[str, Rule], label_smoothing: float) -> Dict[str, Rule]:
+    """``fields`` with every ``SoftTarget`` whose ``label_smoothing`` is ``None`` given
+    ``label_smoothing`` (the ``MixupConfig``'s): how a loader's fields follow its config."""
+    return {name: dataclasses.replace(rule, label_smoothing=label_smoothing)
+            if isinstance(rule, SoftTarget) and rule.label_smoothing is None else rule
+            for name, rule in fields.items()}
+
+
 #: the outputs ``BatchMixer`` writes itself (the batch's params): no field may write these names
 PARAM_FIELDS = ("lam", "perm", "cutmix", "boxes")
 
@@ -355,9 +364,8 @@ class BatchMixer:
             if not isinstance(name, str) or not isinstance(rule, Rule):
                 raise TypeError(f"fields must map output names to Rule objects; got {name!r}: {type(rule).__name__}")
         self.fields: Dict[str, Rule] = dict(fields)
-        self._first = next((k for k, r in self.fields.items() if r.tensors), next(iter(self.fields)))
         #: the field that gives the batch size and the device (the first whose rule takes tensors)
-        self.lead = self._first
+        self.lead = next((k for k, r in self.fields.items() if r.tensors), next(iter(self.fields)))
         for name, rule in self.fields.items():
             missing = [k for k in getattr(rule, "inputs", ()) if k not in self.fields]
             if missing:
@@ -395,13 +403,13 @@ class BatchMixer:
 
     def batch_size(self, batch: Mapping[str, torch.Tensor]) -> int:
         try:
-            value = batch[self._first]
+            value = batch[self.lead]
         except KeyError:
             raise self._missing(batch) from None
         if not isinstance(value, torch.Tensor) or value.dim() == 0:
             if not isinstance(value, torch.Tensor):
-                raise _not_a_tensor(self._first, self.fields[self._first], value)
-            raise ValueError(f"field {self._first!r} has shape (), not (N, ...): no batch size")
+                raise _not_a_tensor(self.lead, self.fields[self.lead], value)
+            raise ValueError(f"field {self.lead!r} has shape (), not (N, ...): no batch size")
         return int(value.shape[0])
 
     def sample(self, sampler: MixupSampler, batch: Mapping[str, torch.Tensor]) -> MixupParams:
@@ -438,12 +446,12 @@ class BatchMixer:
                     continue
                 if value.dim() == 0 or value.shape[0] != n:
                     got = f"{value.shape[0]} samples" if value.dim() else "shape ()"
-                    raise ValueError(f"field {name!r} has {got}, field {self._first!r} has {n}")
+                    raise ValueError(f"field {name!r} has {got}, field {self.lead!r} has {n}")
         except KeyError:
             if all(k in batch for k in self.fields):
                 raise
             raise self._missing(batch) from None
-        host, device = params, batch[self._first].device
+        host, device = params, batch[self.lead].device
         if device.type == "cuda":  # the small CPU tensors travel with λ/partners in one copy
             movers = [k for k, r in self.fields.items() if r.travels and not prepared[k].is_cuda]
             params, moved = params.on_with(device, *(prepared[k] for k in movers))

@@ -28,7 +28,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator
 from . import state as state_codec
 from .checks import IMAGE_LAYOUTS, check_layout, check_seed, resolve_num_classes
 from .config import MixupConfig
-from .fields import BatchMixer, Blend, LabelEncoding, Rule, SoftTarget
+from .fields import BatchMixer, Blend, LabelEncoding, Rule, SoftTarget, bind_smoothing
 from .mix import IMAGE_DTYPES
 from .sampler import MixupSampler
 from .state import StateError
@@ -201,11 +201,7 @@ class DALIMixupIterator(DALIGenericIterator):
             resolve_num_classes(self.num_classes, config.num_classes)
             config = dataclasses.replace(config, num_classes=self.num_classes)
         self._mixup = config
-        self._mixer = BatchMixer({
-            name: dataclasses.replace(rule, label_smoothing=config.label_smoothing)
-            if isinstance(rule, SoftTarget) and rule.label_smoothing is None else rule
-            for name, rule in self._fields.items()
-        })
+        self._mixer = BatchMixer(bind_smoothing(self._fields, config.label_smoothing))
         for sampler in getattr(self, "_samplers", ()):
             sampler.config = config
 

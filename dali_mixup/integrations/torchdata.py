@@ -47,7 +47,7 @@ import torch
 from torchdata.nodes import BaseNode
 
 from ..config import MixupConfig
-from ..fields import BatchMixer, Blend, Rule, SoftTarget
+from ..fields import BatchMixer, Blend, Rule, SoftTarget, bind_smoothing
 from ..sampler import MixupSampler
 
 __all__ = ["MixupNode"]
@@ -90,16 +90,15 @@ class MixupNode(BaseNode[Dict[str, torch.Tensor]]):
             raise TypeError(f"mixup must be a MixupConfig, got {type(mixup).__name__}")
         self.source = source
         self.names = tuple(names)
+        self._num_classes = None  # C the config is held to, with the default fields
         if fields is None:
             c = num_classes if num_classes is not None else mixup.num_classes
             if c is None:
                 raise ValueError("MixupNode needs num_classes (or mixup.num_classes, or fields)")
-            self._default = (Blend(layout=layout, dtype=dtype), int(c))
-            fields = None
-        else:
-            self._default = None
-            fields = dict(fields)
-        self._fields = fields
+            self._num_classes = int(c)
+            fields = {self.names[0]: Blend(layout=layout, dtype=dtype),
+                      self.names[1]: SoftTarget(self._num_classes, label_smoothing=None)}
+        self._fields = dict(fields)
         self._sampler = MixupSampler(mixup, seed=seed)
         self.seed = self._sampler.seed
         self.mixup = mixup
@@ -118,14 +117,10 @@ class MixupNode(BaseNode[Dict[str, torch.Tensor]]):
     def mixup(self, config: MixupConfig) -> None:
         if not isinstance(config, MixupConfig):
             raise TypeError(f"mixup must be a MixupConfig, got {type(config).__name__}")
-        if self._default is not None:
-            blend, c = self._default
-            config = dataclasses.replace(config, num_classes=c)
-            fields = {self.names[0]: blend, self.names[1]: SoftTarget(c, label_smoothing=config.label_smoothing)}
-        else:
-            fields = self._fields
+        if self._num_classes is not None:
+            config = dataclasses.replace(config, num_classes=self._num_classes)
         self._mixup = config
-        self._mixer = BatchMixer(fields)
+        self._mixer = BatchMixer(bind_smoothing(self._fields, config.label_smoothing))
         self._sampler.config = config
 
     # -- the node protocol ----------------------------------------------------------------------
