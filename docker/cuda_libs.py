@@ -43,11 +43,8 @@ def library_name(filename: str) -> tuple[str, str]:
 
 
 def _sha256(path: pathlib.Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _package(path: pathlib.Path, root: pathlib.Path) -> str:

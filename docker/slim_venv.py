@@ -40,11 +40,8 @@ UNUSED = ("libnvrtc.alt.so*", "libnvrtc-builtins.alt.so*")
 
 
 def _sha256(path: pathlib.Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def unused_files(root: pathlib.Path) -> list[pathlib.Path]:
